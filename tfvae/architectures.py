@@ -1,0 +1,145 @@
+"""Encoder and decoder builders: Functional Keras models that output distributions.
+
+    encoder = mlp_encoder((28, 28, 1), latent_dim=50)       # x -> q(z|x)
+    decoder = mlp_decoder(50, (28, 28, 1))                   # z -> p(x|z)
+
+Posteriors and likelihoods are chosen by name from the registries below.
+"""
+
+import math
+
+import keras
+
+from tfvae import layers
+
+POSTERIORS = {
+    "independent_normal": lambda latent_dim: layers.IndependentNormal(latent_dim, name="posterior"),
+    "multivariate_normal_tril": lambda latent_dim: layers.MultivariateNormalTriL(
+        latent_dim, name="posterior"
+    ),
+}
+
+LIKELIHOODS = {
+    "bernoulli": lambda shape: layers.IndependentBernoulli(shape, name="likelihood"),
+    "gaussian": lambda shape: layers.IndependentGaussian(shape, name="likelihood"),
+}
+
+
+def _choose(registry, name, argument):
+    if name not in registry:
+        raise ValueError(f"Unknown `{argument}` {name!r}; known: {sorted(registry)}.")
+    return registry[name]
+
+
+def _check_image_shape(shape, argument, num_downsamplings):
+    if len(shape) != 3:
+        raise ValueError(f"`{argument}` must be (height, width, channels); received {shape}.")
+    factor = 2**num_downsamplings
+    if shape[0] % factor or shape[1] % factor:
+        raise ValueError(
+            f"`{argument}` height and width must be divisible by {factor} (2 ** the number "
+            f"of conv layers, {num_downsamplings}); received {shape}."
+        )
+
+
+def mlp_encoder(
+    input_shape,
+    latent_dim,
+    hidden_units=(200, 200),
+    activation="tanh",
+    posterior="independent_normal",
+    name="encoder",
+):
+    """x: `[batch, *input_shape]` -> q(z|x) through dense layers.
+
+    The default is the encoder of the IWAE paper (Burda et al., 2015):
+    784-200-200-latent, tanh.
+    """
+    make_posterior = _choose(POSTERIORS, posterior, "posterior")
+    distribution = make_posterior(latent_dim)
+    inputs = keras.Input(tuple(input_shape), name="x")
+    hidden = keras.layers.Flatten()(inputs)
+    for units in hidden_units:
+        hidden = keras.layers.Dense(units, activation=activation)(hidden)
+    params = keras.layers.Dense(distribution.num_params, name="posterior_params")(hidden)
+    return keras.Model(inputs, distribution(params), name=name)
+
+
+def mlp_decoder(
+    latent_dim,
+    output_shape,
+    hidden_units=(200, 200),
+    activation="tanh",
+    likelihood="bernoulli",
+    name="decoder",
+):
+    """z: `[batch, latent_dim]` -> p(x|z) with event shape `output_shape`."""
+    distribution = _choose(LIKELIHOODS, likelihood, "likelihood")(tuple(output_shape))
+    inputs = keras.Input((latent_dim,), name="z")
+    hidden = inputs
+    for units in hidden_units:
+        hidden = keras.layers.Dense(units, activation=activation)(hidden)
+    params = keras.layers.Dense(distribution.num_params, name="likelihood_params")(hidden)
+    return keras.Model(inputs, distribution(params), name=name)
+
+
+def conv_encoder(
+    input_shape,
+    latent_dim,
+    filters=(32, 64),
+    kernel_size=3,
+    activation="relu",
+    posterior="independent_normal",
+    name="encoder",
+):
+    """x: `[batch, height, width, channels]` -> q(z|x) through strided convolutions.
+
+    Each conv layer halves height and width; both must be divisible by
+    `2 ** len(filters)` (e.g. (28, 28, 1) or (32, 32, 3) with two layers).
+    """
+    input_shape = tuple(input_shape)
+    _check_image_shape(input_shape, "input_shape", len(filters))
+    distribution = _choose(POSTERIORS, posterior, "posterior")(latent_dim)
+    inputs = keras.Input(input_shape, name="x")
+    hidden = inputs
+    for num_filters in filters:
+        hidden = keras.layers.Conv2D(
+            num_filters, kernel_size, strides=2, padding="same", activation=activation
+        )(hidden)
+    hidden = keras.layers.Flatten()(hidden)
+    params = keras.layers.Dense(distribution.num_params, name="posterior_params")(hidden)
+    return keras.Model(inputs, distribution(params), name=name)
+
+
+def conv_decoder(
+    latent_dim,
+    output_shape,
+    filters=(64, 32),
+    kernel_size=3,
+    activation="relu",
+    likelihood="bernoulli",
+    name="decoder",
+):
+    """z: `[batch, latent_dim]` -> p(x|z) through transposed convolutions.
+
+    The mirror image of `conv_encoder`: a dense layer to a
+    `[height / 2**k, width / 2**k, filters[0]]` map, k = len(filters)
+    stride-2 transposed convolutions, then a 1x1 convolution to one parameter
+    per pixel and channel.
+    """
+    output_shape = tuple(output_shape)
+    _check_image_shape(output_shape, "output_shape", len(filters))
+    distribution = _choose(LIKELIHOODS, likelihood, "likelihood")(output_shape)
+    factor = 2 ** len(filters)
+    height, width, channels = output_shape
+    start_shape = (height // factor, width // factor, filters[0])
+    inputs = keras.Input((latent_dim,), name="z")
+    hidden = keras.layers.Dense(math.prod(start_shape), activation=activation)(inputs)
+    hidden = keras.layers.Reshape(start_shape)(hidden)
+    for num_filters in filters:
+        hidden = keras.layers.Conv2DTranspose(
+            num_filters, kernel_size, strides=2, padding="same", activation=activation
+        )(hidden)
+    params_per_pixel = distribution.num_params // (height * width)
+    params = keras.layers.Conv2D(params_per_pixel, 1, name="likelihood_params")(hidden)
+    return keras.Model(inputs, distribution(params), name=name)

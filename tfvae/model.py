@@ -1,0 +1,222 @@
+"""`tfvae.VAE`: a Keras model that trains an encoder and decoder on the ELBO.
+
+    vae = tfvae.VAE(encoder, decoder)          # q(z|x) and p(x|z) Keras models
+    vae.compile(optimizer="adam")
+    vae.fit(dataset, epochs=10)                # yields x or (x, anything)
+
+The bound itself lives in `tfvae.bounds`; this module only draws the latent
+sample, calls the encoder, decoder and prior, and applies gradients.
+"""
+
+import random
+
+import keras
+import tensorflow as tf
+
+from tfvae import bounds
+from tfvae.layers import SERIALIZATION_PACKAGE
+from tfvae.priors import StandardNormal
+
+METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
+
+
+def _latent_dim_of(model, where):
+    """The last dimension of a Functional model's first input or output, or None."""
+    tensors = getattr(model, where, None)
+    if not tensors:
+        return None
+    return tensors[0].shape[-1]
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class VAE(keras.Model):
+    """A variational autoencoder trained by maximising the (beta-)ELBO.
+
+    Args:
+      encoder: Keras model mapping `x: [batch, *event_shape]` to q(z|x), a
+        distribution with batch shape `[batch]`, event shape `[latent_dim]`.
+      decoder: Keras model mapping `z: [batch, latent_dim]` to p(x|z), batch
+        shape `[batch]`, event shape `event_shape`.
+      prior: a `tfvae.priors.Prior`; defaults to `StandardNormal(latent_dim)`.
+      beta: weight > 0 of the KL term in the training loss (1 = the ELBO).
+      kl: "auto" (closed form when TFP has one, else Monte Carlo), "analytic"
+        (an error when no closed form exists) or "monte_carlo".
+      seed: int seeding the latent samples; None draws one from Python's
+        `random`, which `keras.utils.set_random_seed` seeds.
+
+    The training loss per example is reconstruction + beta * kl. Logged
+    metrics, per example in nats: `loss`, `elbo`, `reconstruction`
+    (-E_q log p(x|z)) and `kl`. Calling the model on `x` returns the mean
+    reconstruction (see `reconstruct`), so `predict` gives reconstructions.
+    """
+
+    def __init__(self, encoder, decoder, prior=None, beta=1.0, kl="auto", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        posterior_dim = _latent_dim_of(encoder, "outputs")
+        decoder_dim = _latent_dim_of(decoder, "inputs")
+        if posterior_dim is not None and decoder_dim is not None and posterior_dim != decoder_dim:
+            raise ValueError(
+                f"The encoder's latent size is {posterior_dim} (its output "
+                f"{encoder.outputs[0].shape}) but the decoder's is {decoder_dim} (its input "
+                f"{decoder.inputs[0].shape}); they must be equal."
+            )
+        latent_dim = posterior_dim or decoder_dim
+        if prior is None:
+            if latent_dim is None:
+                raise ValueError(
+                    "`prior` is required when the latent size cannot be read from a "
+                    "Functional encoder or decoder."
+                )
+            prior = StandardNormal(latent_dim)
+        if latent_dim is not None and prior.latent_dim != latent_dim:
+            raise ValueError(
+                f"The prior's latent_dim is {prior.latent_dim} but the encoder and "
+                f"decoder use {latent_dim}."
+            )
+        if not isinstance(beta, (int, float)) or not beta > 0:
+            raise ValueError(f"`beta` must be a number > 0; received {beta!r}.")
+        if kl not in bounds.KL_METHODS:
+            raise ValueError(f"`kl` must be one of {bounds.KL_METHODS}; received {kl!r}.")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior
+        self.latent_dim = prior.latent_dim
+        self.beta = float(beta)
+        self.kl = kl
+        self.seed = random.randint(0, 2**31 - 1) if seed is None else int(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self._kl_method = None
+        if getattr(encoder, "inputs", None):
+            # Resolve the KL method now, so a bad `kl` fails before training.
+            example = tf.zeros([1, *encoder.inputs[0].shape[1:]], encoder.inputs[0].dtype)
+            self._resolve_kl_method(self.encode(example))
+        self.built = True
+
+    # Public API ---------------------------------------------------------------
+
+    def encode(self, x, training=False):
+        """q(z|x) for `x: [batch, *event_shape]`; batch shape `[batch]`."""
+        return self.encoder(x, training=training)
+
+    def decode(self, z, training=False):
+        """p(x|z) for `z: [batch, latent_dim]`; batch shape `[batch]`."""
+        return self.decoder(z, training=training)
+
+    def elbo(self, x, seed=None):
+        """Single-sample ELBO estimate per example, `[batch]`, in nats."""
+        return self.elbo_terms(x, seed=seed).elbo
+
+    def elbo_terms(self, x, seed=None, training=False):
+        """`tfvae.bounds.ElboTerms` (elbo, reconstruction, kl), each `[batch]`."""
+        x = tf.convert_to_tensor(x)
+        posterior = self.encode(x, training=training)
+        seed = self.seed_generator.next() if seed is None else seed
+        latent_sample = self._sample_latent(posterior, seed)
+        likelihood = self.decode(latent_sample, training=training)
+        return bounds.elbo_terms(
+            tf.cast(x, likelihood.dtype),
+            posterior,
+            likelihood,
+            self.prior.distribution(),
+            latent_sample,
+            self._resolve_kl_method(posterior),
+        )
+
+    def sample(self, num_samples, seed=None, mean=True):
+        """Draws `num_samples` images, `[num_samples, *event_shape]`.
+
+        z ~ p(z), then the mean of p(x|z) (`mean=True`, e.g. pixel
+        probabilities for a Bernoulli likelihood) or a draw x ~ p(x|z).
+        """
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"`num_samples` must be an int >= 1; received {num_samples!r}.")
+        seed = self.seed_generator.next() if seed is None else seed
+        prior_seed, likelihood_seed = tf.unstack(tf.random.split(tf.cast(seed, tf.int32)))
+        z = self.prior.distribution().sample(num_samples, seed=prior_seed)
+        likelihood = self.decode(z)
+        return likelihood.mean() if mean else likelihood.sample(seed=likelihood_seed)
+
+    def reconstruct(self, x):
+        """The mean of p(x|z) at the posterior mean z, `[batch, *event_shape]`."""
+        return self.decode(self.encode(x).mean()).mean()
+
+    def call(self, x, training=False):
+        return self.decode(self.encode(x, training=training).mean(), training=training).mean()
+
+    # Training -----------------------------------------------------------------
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def train_step(self, data):
+        x = self._unpack(data)
+        with tf.GradientTape() as tape:
+            terms = self.elbo_terms(x, training=True)
+            per_example_loss = terms.reconstruction + self.beta * terms.kl
+            # Sum over the local batch divided by the *global* batch size, so that
+            # the gradients that tf.distribute sums over replicas are the
+            # gradient of the global mean.
+            loss = tf.nn.compute_average_loss(per_example_loss)
+            if self.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update_metrics(terms, per_example_loss)
+
+    def test_step(self, data):
+        terms = self.elbo_terms(self._unpack(data))
+        return self._update_metrics(terms, terms.reconstruction + self.beta * terms.kl)
+
+    def _update_metrics(self, terms, per_example_loss):
+        for name, value in zip(METRIC_NAMES, (per_example_loss, terms.elbo, terms.reconstruction, terms.kl)):
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @staticmethod
+    def _unpack(data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return x
+
+    def _resolve_kl_method(self, posterior):
+        if self._kl_method is None:
+            self._kl_method = bounds.resolve_kl_method(self.kl, posterior, self.prior.distribution())
+        return self._kl_method
+
+    @staticmethod
+    def _sample_latent(posterior, seed):
+        """One reparameterised z ~ q(z|x), `[batch, latent_dim]`.
+
+        Under tf.distribute each replica draws the noise of the whole global
+        batch from the shared seed and keeps its own block, so replicas use
+        independent noise and a run on N replicas sees exactly the noise of
+        a run on one device with the same global batch.
+        """
+        seed = tf.cast(seed, tf.int32)
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return posterior.sample(seed=seed)
+        samples = posterior.sample(context.num_replicas_in_sync, seed=seed)
+        return tf.gather(samples, context.replica_id_in_sync_group)
+
+    # Serialization ------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "prior": keras.saving.serialize_keras_object(self.prior),
+            "beta": self.beta,
+            "kl": self.kl,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder", "prior"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
