@@ -45,6 +45,10 @@ class _ConvertsToMean:
     def __tf_tensor__(self, dtype=None, name=None):
         return tf.convert_to_tensor(self.mean(), dtype=dtype, name=name)
 
+    def numpy(self):
+        """The mean as a NumPy array (eager only), as `model.predict` expects."""
+        return self.mean().numpy()
+
 
 class MeanConvertibleIndependent(_ConvertsToMean, tfd.Independent):
     """`tfd.Independent` that converts to its mean where a tensor is needed."""

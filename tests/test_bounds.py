@@ -1,0 +1,163 @@
+"""The bound against exact answers: closed-form KL and a linear-Gaussian model.
+
+Linear-Gaussian model: p(z) = N(0, I_d), p(x|z) = N(W z + b, s^2 I_D). Then
+    p(x) = N(b, W W^T + s^2 I),
+    p(z|x) = N(S W^T (x - b) / s^2, S),  S = (I + W^T W / s^2)^-1.
+With orthogonal columns of W, S is diagonal, so an IndependentNormal encoder
+can represent the exact posterior, and for any diagonal Gaussian q,
+    E_q[ELBO estimate] = log p(x) - KL(q || p(z|x)).
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from scipy import stats
+
+import tfvae
+from tfvae import bounds, layers, priors
+
+tfd = tfp.distributions
+
+SCALE_FLOOR = 1e-3
+
+
+def _raw_scale(scale):
+    """Inverse of softplus(raw) + SCALE_FLOOR."""
+    return np.log(np.expm1(np.asarray(scale, np.float64) - SCALE_FLOOR))
+
+
+def _diagonal_normal(loc, scale):
+    loc = np.atleast_2d(loc).astype(np.float32)
+    params = np.concatenate([loc, np.broadcast_to(_raw_scale(scale), loc.shape)], axis=1)
+    return layers.IndependentNormal(loc.shape[1])(params.astype(np.float32))
+
+
+# KL ----------------------------------------------------------------------------
+
+
+def test_analytic_kl_equals_closed_form():
+    loc = np.array([[0.3, -1.2, 2.0], [0.0, 0.0, 0.0]])
+    scale = np.array([[0.5, 1.5, 0.1], [1.0, 1.0, 1.0]])
+    posterior = _diagonal_normal(loc, scale)
+    kl = bounds.kl_divergence(posterior, priors.StandardNormal(3).distribution(), "analytic")
+    expected = 0.5 * np.sum(loc**2 + scale**2 - 1 - np.log(scale**2), axis=1)
+    np.testing.assert_allclose(kl, expected, rtol=1e-5, atol=1e-6)
+    assert expected[1] == 0
+
+
+def test_monte_carlo_kl_agrees_with_analytic_within_four_standard_errors():
+    posterior = _diagonal_normal(np.tile([[0.3, -1.2, 2.0]], (20000, 1)), [0.5, 1.5, 0.4])
+    prior = priors.StandardNormal(3).distribution()
+    z = posterior.sample(seed=(7, 11))
+    estimates = bounds.kl_divergence(posterior, prior, "monte_carlo", latent_sample=z).numpy()
+    analytic = bounds.kl_divergence(posterior, prior, "analytic").numpy()[0]
+    standard_error = estimates.std() / np.sqrt(len(estimates))
+    assert abs(estimates.mean() - analytic) < 4 * standard_error
+    assert estimates.shape == (20000,)
+
+
+def test_kl_method_resolution():
+    normal = _diagonal_normal([[0.0, 0.0]], [1.0, 1.0])
+    full = layers.MultivariateNormalTriL(2)(np.zeros([1, 5], np.float32))
+    prior = priors.StandardNormal(2).distribution()
+    assert bounds.resolve_kl_method("auto", normal, prior) == "analytic"
+    assert bounds.resolve_kl_method("auto", full, prior) == "monte_carlo"
+    assert bounds.resolve_kl_method("monte_carlo", normal, prior) == "monte_carlo"
+    with pytest.raises(ValueError, match="no closed-form KL.*MeanConvertibleMultivariateNormalTriL"):
+        bounds.resolve_kl_method("analytic", full, prior)
+    with pytest.raises(ValueError, match="`kl` must be one of"):
+        bounds.resolve_kl_method("exact", normal, prior)
+    with pytest.raises(ValueError, match="latent_sample"):
+        bounds.kl_divergence(full, prior, "monte_carlo")
+
+
+# Linear-Gaussian model -------------------------------------------------------------
+
+DATA_DIM, LATENT_DIM, NOISE_SCALE = 4, 2, 0.5
+
+
+class LinearGaussian:
+    """The model above with W = Q diag(2, 0.7) for an orthonormal Q."""
+
+    def __init__(self):
+        rng = np.random.default_rng(42)
+        q, _ = np.linalg.qr(rng.normal(size=(DATA_DIM, DATA_DIM)))
+        self.weight = q[:, :LATENT_DIM] * np.array([2.0, 0.7])  # [D, d]
+        self.bias = rng.normal(size=DATA_DIM)
+        column_norms_sq = np.sum(self.weight**2, axis=0)
+        self.posterior_scale = 1 / np.sqrt(1 + column_norms_sq / NOISE_SCALE**2)  # [d]
+        self.data = rng.multivariate_normal(self.bias, self.marginal_covariance, size=8)
+
+    @property
+    def marginal_covariance(self):
+        return self.weight @ self.weight.T + NOISE_SCALE**2 * np.eye(DATA_DIM)
+
+    def log_marginal(self, x):
+        return stats.multivariate_normal(self.bias, self.marginal_covariance).logpdf(x)
+
+    def posterior_loc(self, x):
+        return (x - self.bias) @ self.weight * self.posterior_scale**2 / NOISE_SCALE**2
+
+    def vae(self, kl, loc_shift=0.0, scale_factor=1.0):
+        """A VAE whose encoder is the exact posterior, optionally shifted and rescaled."""
+        projection = self.weight * self.posterior_scale**2 / NOISE_SCALE**2  # [D, d]
+        encoder = keras.Sequential([keras.Input((DATA_DIM,)), keras.layers.Dense(2 * LATENT_DIM)])
+        encoder.add(layers.IndependentNormal(LATENT_DIM))
+        kernel = np.concatenate([projection, np.zeros_like(projection)], axis=1)
+        bias = np.concatenate(
+            [-self.bias @ projection + loc_shift, _raw_scale(self.posterior_scale * scale_factor)]
+        )
+        encoder.layers[0].set_weights([kernel, bias])
+        decoder = keras.Sequential([keras.Input((LATENT_DIM,)), keras.layers.Dense(DATA_DIM)])
+        decoder.add(layers.IndependentGaussian(DATA_DIM, scale=NOISE_SCALE))
+        decoder.layers[0].set_weights([self.weight.T, self.bias])
+        return tfvae.VAE(encoder, decoder, kl=kl, seed=0)
+
+
+@pytest.fixture(scope="module")
+def linear_gaussian():
+    return LinearGaussian()
+
+
+def test_elbo_equals_log_marginal_for_exact_posterior_with_monte_carlo_kl(linear_gaussian):
+    # log p(x|z) + log p(z) - log q(z|x) = log p(x) for every z when q = p(z|x).
+    vae = linear_gaussian.vae(kl="monte_carlo")
+    x = linear_gaussian.data.astype(np.float32)
+    np.testing.assert_allclose(vae.elbo(x), linear_gaussian.log_marginal(x), atol=1e-4)
+    np.testing.assert_allclose(vae.encode(x).mean(), linear_gaussian.posterior_loc(x), atol=1e-5)
+
+
+def test_expected_elbo_equals_log_marginal_for_exact_posterior_with_analytic_kl(linear_gaussian):
+    # E_q log p(x|z) = log N(x; W mu + b, s^2 I) - tr(W S W^T) / (2 s^2), in closed form.
+    model = linear_gaussian
+    vae = model.vae(kl="analytic")
+    x = model.data.astype(np.float32)
+    posterior = vae.encode(x)
+    mean_reconstruction = model.bias + posterior.mean().numpy().astype(np.float64) @ model.weight.T
+    expected_log_likelihood = stats.norm(mean_reconstruction, NOISE_SCALE).logpdf(x).sum(axis=1) - np.sum(
+        model.weight**2 * model.posterior_scale**2
+    ) / (2 * NOISE_SCALE**2)
+    kl = bounds.kl_divergence(posterior, vae.prior.distribution(), "analytic").numpy()
+    np.testing.assert_allclose(expected_log_likelihood - kl, model.log_marginal(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("kl", ["analytic", "monte_carlo"])
+@pytest.mark.parametrize("loc_shift, scale_factor", [(0.0, 1.0), (0.4, 1.0), (0.0, 0.5), (-0.3, 1.8)])
+def test_elbo_estimate_is_log_marginal_minus_kl_to_true_posterior(linear_gaussian, kl, loc_shift, scale_factor):
+    """Its mean never exceeds log p(x) and is exactly below it by KL(q || p(z|x))."""
+    model = linear_gaussian
+    vae = model.vae(kl=kl, loc_shift=loc_shift, scale_factor=scale_factor)
+    num_draws = 20000
+    x = np.repeat(model.data[:1], num_draws, axis=0).astype(np.float32)
+    estimates = vae.elbo(x, seed=tf.constant([5, 9])).numpy().astype(np.float64)
+    standard_error = estimates.std() / np.sqrt(num_draws)
+    true_posterior = tfd.MultivariateNormalDiag(model.posterior_loc(model.data[:1]), model.posterior_scale)
+    q = tfd.MultivariateNormalDiag(
+        model.posterior_loc(model.data[:1]) + loc_shift, model.posterior_scale * scale_factor
+    )
+    gap = tfd.kl_divergence(q, true_posterior).numpy()[0]
+    log_marginal = model.log_marginal(model.data[0])
+    assert abs(estimates.mean() - (log_marginal - gap)) < 4 * standard_error + 1e-4
+    assert estimates.mean() < log_marginal + 4 * standard_error + 1e-4  # float32 round-off
