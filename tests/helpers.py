@@ -9,7 +9,7 @@ def assert_config_round_trip(obj):
     """get_config -> from_config -> get_config gives identical JSON."""
     config = obj.get_config()
     restored = type(obj).from_config(config)
-    assert json.dumps(restored.get_config(), sort_keys=True) == json.dumps(config, sort_keys=True)
+    assert json.dumps(restored.get_config(), sort_keys=True, indent=0).splitlines() == json.dumps(config, sort_keys=True, indent=0).splitlines()
     return restored
 
 

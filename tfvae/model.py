@@ -8,6 +8,7 @@ The bound itself lives in `tfvae.bounds`; this module only draws the latent
 sample, calls the encoder, decoder and prior, and applies gradients.
 """
 
+import copy
 import random
 
 import keras
@@ -216,7 +217,8 @@ class VAE(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        # Keras' deserialization edits nested configs in place; keep the caller's.
+        config = copy.deepcopy(config)
         for key in ("encoder", "decoder", "prior"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
