@@ -15,7 +15,8 @@ Scales are `softplus(raw) + scale_floor` so that they stay positive and a
 collapsing variance cannot make log-densities infinite.
 
 Where Keras needs a tensor instead of a distribution (`model.predict`, a
-built-in loss such as `"mse"`, a metric such as `"mae"`), the distributions
+built-in loss such as `"mse"`, a metric such as `"mae"`, a layer stacked on top
+of a distribution layer, e.g. a classifier on a trained encoder), the distributions
 returned here convert to their mean: they are ordinary `tfd.Independent` and
 `tfd.MultivariateNormalTriL` instances whose class adds `__tf_tensor__`.
 """
@@ -23,6 +24,7 @@ returned here convert to their mean: they are ordinary `tfd.Independent` and
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -48,6 +50,12 @@ class _ConvertsToMean:
     def numpy(self):
         """The mean as a NumPy array (eager only), as `model.predict` expects."""
         return self.mean().numpy()
+
+    def __array__(self, dtype=None, copy=None):
+        # Keras converts a layer's positional input through `convert_to_tensor`
+        # only when it has `__array__`; TF then uses `__tf_tensor__` (graphs
+        # included), so a layer stacked on a distribution receives its mean.
+        return np.asarray(self.numpy(), dtype=dtype)
 
 
 class MeanConvertibleIndependent(_ConvertsToMean, tfd.Independent):
