@@ -12,6 +12,7 @@ def test_standard_normal_is_zero_mean_unit_scale():
     np.testing.assert_array_equal(distribution.mean(), np.zeros(3))
     np.testing.assert_array_equal(distribution.stddev(), np.ones(3))
     assert priors.StandardNormal(3).weights == []
+    assert priors.StandardNormal(3)().event_shape == [3]  # calling the layer gives the same
 
 
 def test_diagonal_normal_starts_at_standard_normal_and_has_trainable_variables():

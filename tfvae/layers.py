@@ -141,12 +141,6 @@ class DistributionLayer(keras.layers.Layer):
 
     event_shape: tuple
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        # The output is a distribution, not a tensor: Keras must not try to
-        # attach a mask or cast it.
-        self.supports_masking = False
-
     @property
     def num_params(self):
         """Number of parameters this layer expects per example."""

@@ -193,7 +193,9 @@ class VAE(keras.Model):
         Under tf.distribute each replica draws the noise of the whole global
         batch from the shared seed and keeps its own block, so replicas use
         independent noise and a run on N replicas sees exactly the noise of
-        a run on one device with the same global batch.
+        a run on one device with the same global batch. (When a final, smaller
+        batch is split unevenly, replicas may share some noise values in that
+        one step; the estimate stays unbiased.)
         """
         seed = tf.cast(seed, tf.int32)
         context = tf.distribute.get_replica_context()

@@ -1,7 +1,7 @@
 """Priors p(z) over the latent space, as Keras layers that own their variables.
 
 A prior is a layer so that its variables are tracked, trained and saved with
-the model that holds it. `prior.distribution()` returns a distribution with
+the model that holds it. `prior.distribution()` (or `prior()`) returns a distribution with
 batch shape `[]` and event shape `[latent_dim]`; it broadcasts against a
 posterior of batch shape `[batch]` in `tfd.kl_divergence`.
 """
