@@ -5,7 +5,7 @@ import pathlib
 
 import tfvae
 
-ORDER = ["_backend", "layers", "priors", "losses", "architectures", "bounds", "model"]
+ORDER = ["_backend", "layers", "priors", "losses", "architectures", "bounds", "model", "data"]
 PACKAGE_DIR = pathlib.Path(tfvae.__file__).parent
 
 
