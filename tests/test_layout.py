@@ -5,7 +5,7 @@ import pathlib
 
 import tfvae
 
-ORDER = ["_backend", "layers", "priors", "losses", "architectures", "bounds", "model", "data"]
+ORDER = ["_backend", "layers", "priors", "losses", "architectures", "bounds", "model", "data", "plots", "training", "cli"]
 PACKAGE_DIR = pathlib.Path(tfvae.__file__).parent
 
 

@@ -143,3 +143,15 @@ def conv_decoder(
     params_per_pixel = distribution.num_params // (height * width)
     params = keras.layers.Conv2D(params_per_pixel, 1, name="likelihood_params")(hidden)
     return keras.Model(inputs, distribution(params), name=name)
+
+
+ARCHITECTURES = {
+    "mlp": (mlp_encoder, mlp_decoder),
+    "conv": (conv_encoder, conv_decoder),
+}
+
+
+def encoder_and_decoder(arch, image_shape, latent_dim, likelihood="bernoulli"):
+    """Returns `(encoder, decoder)` of architecture `arch` ("mlp" or "conv") with default sizes."""
+    make_encoder, make_decoder = _choose(ARCHITECTURES, arch, "arch")
+    return make_encoder(image_shape, latent_dim), make_decoder(latent_dim, image_shape, likelihood=likelihood)

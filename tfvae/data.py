@@ -80,6 +80,7 @@ class Splits:
     image_shape: tuple  # (height, width, channels)
     has_labels: bool
     name: str
+    num_examples: dict  # split -> examples per epoch
 
     def __getitem__(self, split):
         if split not in SPLIT_NAMES:
@@ -139,6 +140,7 @@ def load(
     seed=0,
     shuffle_buffer=10_000,
     download=True,
+    max_examples=None,
 ):
     """Train, validation and test pipelines for a tensorflow-datasets dataset.
 
@@ -154,6 +156,8 @@ def load(
       seed: int seeding shuffling and binarisation.
       shuffle_buffer: examples in the training shuffle buffer.
       download: let tensorflow-datasets download and prepare a missing dataset.
+      max_examples: if set, keep only the first `max_examples` of each split
+        (for quick runs and smoke tests).
 
     Raises:
       ValueError: an unknown name or a bad argument, before any work.
@@ -163,6 +167,8 @@ def load(
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; known datasets: {sorted(DATASETS)}.")
     _check_common_arguments(batch_size, binarize, seed)
+    if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
+        raise ValueError(f"`max_examples` must be None or an int >= 1; received {max_examples!r}.")
     source = DATASETS[name]
     if binarize and source.max_pixel_value == 1:
         raise ValueError(f"`binarize={binarize!r}` does not apply to {name!r}: its pixels are already 0 or 1.")
@@ -170,12 +176,17 @@ def load(
     def scale(images):
         return tf.cast(images, tf.float32) / source.max_pixel_value
 
-    pipelines = {}
+    pipelines, num_examples = {}, {}
     for split in SPLIT_NAMES:
         examples = _tfds_load(name, source.splits[split], data_dir, download, source.has_labels)
+        if max_examples is not None:
+            examples = examples.take(max_examples)
+        num_examples[split] = int(examples.cardinality())  # tfds records split sizes
         examples = _map_images(examples, source.has_labels, scale)
         pipelines[split] = _pipeline(examples, split, source.has_labels, batch_size, binarize, seed, shuffle_buffer)
-    return Splits(**pipelines, image_shape=source.image_shape, has_labels=source.has_labels, name=name)
+    return Splits(
+        **pipelines, image_shape=source.image_shape, has_labels=source.has_labels, name=name, num_examples=num_examples
+    )
 
 
 def _tfds_load(name, split, data_dir, download, has_labels):
@@ -233,12 +244,15 @@ def from_array(images, labels=None, batch_size=128, binarize=None, validation_fr
         )
     order = np.random.default_rng(seed).permutation(len(images))
     boundaries = np.cumsum([len(images) - sum(num_held_out), num_held_out[0]])
-    pipelines = {}
+    pipelines, num_examples = {}, {}
     for split, indices in zip(SPLIT_NAMES, np.split(order, boundaries)):
         tensors = images[indices] if labels is None else (images[indices], labels[indices])
         examples = tf.data.Dataset.from_tensor_slices(tensors)
+        num_examples[split] = len(indices)
         pipelines[split] = _pipeline(examples, split, labels is not None, batch_size, binarize, seed, shuffle_buffer)
-    return Splits(**pipelines, image_shape=images.shape[1:], has_labels=labels is not None, name="array")
+    return Splits(
+        **pipelines, image_shape=images.shape[1:], has_labels=labels is not None, name="array", num_examples=num_examples
+    )
 
 
 def from_image_folder(directory, image_size, color_mode="grayscale", batch_size=128, binarize=None, validation_fraction=0.1, test_fraction=0.1, seed=0):

@@ -1,0 +1,160 @@
+"""The `tfvae` command: parses arguments, calls the library, prints results.
+
+    tfvae train --dataset mnist --arch mlp --epochs 10 --out runs/mnist
+    tfvae evaluate --model runs/mnist --split test
+    tfvae sample --model runs/mnist -n 64 --out samples.png
+    tfvae reconstruct --model runs/mnist -n 16 --out reconstructions.png
+"""
+
+import argparse
+import logging
+import sys
+
+from tfvae import architectures, data, training
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DATASET_CHOICES = sorted(data.DATASETS)
+ARCH_CHOICES = sorted(architectures.ARCHITECTURES)
+LIKELIHOOD_CHOICES = sorted(architectures.LIKELIHOODS)
+SPLIT_CHOICES = data.SPLIT_NAMES
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, received {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, received {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, received {value}")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tfvae", description="Train, evaluate and sample variational autoencoders.")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a VAE and write model, history, logs and figures")
+    train.add_argument("--dataset", default="mnist", choices=DATASET_CHOICES)
+    train.add_argument("--arch", default="mlp", choices=ARCH_CHOICES, help="encoder/decoder architecture")
+    train.add_argument("--latent-dim", type=_positive_int, default=16)
+    train.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOOD_CHOICES)
+    train.add_argument("--epochs", type=_positive_int, default=10)
+    train.add_argument("--batch-size", type=_positive_int, default=128)
+    train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    train.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (1 = ELBO)")
+    train.add_argument("--binarize", default="auto", choices=["auto", "dynamic", "none"],
+                       help="binarize grey images afresh each epoch; auto: dynamic, except none for binarized_mnist")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-examples", type=_positive_int, default=None, help="use only the first N examples of each split")
+    train.add_argument("--out", default=None, help="run directory (default: saved_models/DATASET_ARCH)")
+    train.add_argument("--data-dir", default=None, help="tensorflow-datasets directory (default: $TFDS_DATA_DIR)")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    train.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress: bar (1), line per epoch (2)")
+
+    evaluate = commands.add_parser("evaluate", help="print the ELBO and its parts on a dataset split")
+    evaluate.add_argument("--model", required=True, help="run directory written by `tfvae train`")
+    evaluate.add_argument("--dataset", default=None, choices=DATASET_CHOICES, help="default: the run's dataset")
+    evaluate.add_argument("--split", default="test", choices=SPLIT_CHOICES)
+    evaluate.add_argument("--max-examples", type=_positive_int, default=None)
+    evaluate.add_argument("--data-dir", default=None)
+
+    sample = commands.add_parser("sample", help="write a grid of images drawn from the model")
+    sample.add_argument("--model", required=True)
+    sample.add_argument("-n", "--num-samples", type=_positive_int, default=64)
+    sample.add_argument("--seed", type=int, default=None)
+    sample.add_argument("--out", default="samples.png")
+
+    reconstruct = commands.add_parser("reconstruct", help="write inputs beside their reconstructions")
+    reconstruct.add_argument("--model", required=True)
+    reconstruct.add_argument("-n", "--num-images", type=_positive_int, default=16)
+    reconstruct.add_argument("--split", default="test", choices=SPLIT_CHOICES)
+    reconstruct.add_argument("--data-dir", default=None)
+    reconstruct.add_argument("--out", default="reconstructions.png")
+    return parser
+
+
+def _train(args):
+    if args.binarize == "auto":
+        binarize = None if args.dataset == "binarized_mnist" else "dynamic"
+    else:
+        binarize = None if args.binarize == "none" else args.binarize
+    config = training.TrainingConfig(
+        dataset=args.dataset,
+        binarize=binarize,
+        arch=args.arch,
+        latent_dim=args.latent_dim,
+        likelihood=args.likelihood,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        beta=args.beta,
+        seed=args.seed,
+        max_examples=args.max_examples,
+    )
+    out = args.out or f"saved_models/{config.dataset}_{config.arch}"
+    summary = training.train(config, out, data_dir=args.data_dir, resume=args.resume, overwrite=args.overwrite, verbose=args.verbose)
+    if summary["interrupted"]:
+        print(f"Interrupted after {summary['epochs_done']} finished epochs; checkpoint saved. "
+              f"Continue with: tfvae train --out {out} --resume")
+        return EXIT_INTERRUPTED
+    rows = [
+        ("test ELBO (nats)", f"{summary['elbo']:.2f}"),
+        ("reconstruction (nats)", f"{summary['reconstruction']:.2f}"),
+        ("KL (nats)", f"{summary['kl']:.2f}"),
+        ("wall time (s)", f"{summary['wall_time_s']:.1f}"),
+        ("examples per second", f"{summary['examples_per_second']:.0f}"),
+    ]
+    print(f"\nWrote {out}/ (model.keras, history.csv, logs/, {', '.join(training.FIGURES)})")
+    _print_table(rows)
+    return EXIT_OK
+
+
+def _print_table(rows):
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value:>10}")
+
+
+def _evaluate(args):
+    metrics = training.evaluate(args.model, dataset=args.dataset, split=args.split, data_dir=args.data_dir, max_examples=args.max_examples)
+    _print_table([(f"{name} (nats)", f"{metrics[name]:.3f}") for name in ("elbo", "reconstruction", "kl")])
+    return EXIT_OK
+
+
+def _sample(args):
+    path = training.sample_images(args.model, args.num_samples, args.out, seed=args.seed)
+    print(f"Wrote {path}")
+    return EXIT_OK
+
+
+def _reconstruct(args):
+    path = training.reconstruct_images(args.model, args.num_images, args.out, split=args.split, data_dir=args.data_dir)
+    print(f"Wrote {path}")
+    return EXIT_OK
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "reconstruct": _reconstruct}
+
+
+def main(argv=None):
+    """Runs the `tfvae` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileExistsError, FileNotFoundError, data.DatasetUnavailableError) as error:
+        print(f"tfvae {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, ValueError) else EXIT_FAILURE

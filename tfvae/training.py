@@ -1,0 +1,355 @@
+"""Training runs: a config in, a directory of model, history, logs and figures out.
+
+    config = TrainingConfig(dataset="mnist", arch="mlp", latent_dim=16, epochs=5)
+    summary = train(config, "runs/mnist_mlp")
+
+A run directory holds:
+
+    config.json     the TrainingConfig, to rebuild or resume the run
+    model.keras     the trained VAE (written when training completes)
+    history.csv     per-epoch metrics (Keras CSVLogger)
+    logs/           TensorBoard logs
+    checkpoints/    model, optimizer and seed state while training is unfinished
+    samples.png, reconstructions.png, latent_space.png, loss_curves.png
+    metrics.json    test ELBO and its parts, wall time, examples per second
+
+Ctrl-C (SIGINT) stops at the end of the current step and saves a checkpoint;
+`train(..., resume=True)` restores it and continues from the start of the
+interrupted epoch.
+"""
+
+import csv
+import dataclasses
+import json
+import logging
+import pathlib
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from typing import Literal, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae import architectures, data, plots
+from tfvae.model import VAE
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoints"
+FIGURES = ("samples.png", "reconstructions.png", "latent_space.png", "loss_curves.png")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that defines a training run; validated on construction.
+
+    `max_examples` keeps only the first examples of each split, for smoke runs.
+    """
+
+    dataset: str = "mnist"
+    binarize: Optional[Literal["dynamic"]] = "dynamic"
+    arch: Literal["mlp", "conv"] = "mlp"
+    latent_dim: int = 16
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    beta: float = 1.0
+    seed: int = 0
+    max_examples: Optional[int] = None
+
+    def __post_init__(self):
+        _check_choice("dataset", self.dataset, data.DATASETS)
+        _check_choice("arch", self.arch, architectures.ARCHITECTURES)
+        _check_choice("likelihood", self.likelihood, architectures.LIKELIHOODS)
+        _check_choice("binarize", self.binarize, data.BINARIZE_CHOICES)
+        if self.binarize and data.DATASETS[self.dataset].max_pixel_value == 1:
+            raise ValueError(f"binarize={self.binarize!r} does not apply to {self.dataset!r}: it is binary already.")
+        for name in ("latent_dim", "epochs", "batch_size"):
+            _check_positive_int(name, getattr(self, name))
+        if self.max_examples is not None:
+            _check_positive_int("max_examples", self.max_examples)
+        for name in ("learning_rate", "beta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"`{name}` must be a number > 0; received {value!r}.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"`seed` must be an int; received {self.seed!r}.")
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        fields = json.loads(text)
+        unknown = set(fields) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown TrainingConfig fields {sorted(unknown)}.")
+        return cls(**fields)
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        known = sorted(choice for choice in choices if choice is not None)
+        raise ValueError(f"Unknown `{name}` {value!r}; known: {known}.")
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
+
+
+def load_data(config, data_dir=None):
+    """The `tfvae.data.Splits` a config trains on."""
+    return data.load(
+        config.dataset,
+        batch_size=config.batch_size,
+        binarize=config.binarize,
+        data_dir=data_dir,
+        seed=config.seed,
+        max_examples=config.max_examples,
+    )
+
+
+def build_vae(config, image_shape):
+    """An uncompiled VAE of the config's architecture for `image_shape` images."""
+    encoder, decoder = architectures.encoder_and_decoder(
+        config.arch, image_shape, config.latent_dim, likelihood=config.likelihood
+    )
+    return VAE(encoder, decoder, beta=config.beta, seed=config.seed)
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Turns Ctrl-C (SIGINT) into `stop_training` at the end of the current step."""
+
+    def __init__(self):
+        super().__init__()
+        self.interrupted = False
+        self._previous_handler = None
+
+    def on_train_begin(self, logs=None):
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        self.interrupted = True
+        logger.warning("Interrupted: stopping at the end of this step and saving a checkpoint.")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.interrupted:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves model, optimizer and the count of finished epochs after each epoch."""
+
+    def __init__(self, manager, finished_epochs):
+        super().__init__()
+        self.manager = manager
+        self.finished_epochs = finished_epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.finished_epochs.assign(epoch + 1)
+        self.manager.save()
+
+
+def prepare_run_directory(out_dir, resume=False, overwrite=False):
+    """Checks `out_dir` before any work; returns it as a Path.
+
+    Raises:
+      FileExistsError: `out_dir` holds files and neither `resume` nor
+        `overwrite` was given.
+      FileNotFoundError: `resume` was given but `out_dir` holds no run.
+    """
+    out_dir = pathlib.Path(out_dir)
+    if resume:
+        if not (out_dir / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"Cannot resume: {str(out_dir)!r} holds no {CONFIG_FILE} of an earlier run.")
+        return out_dir
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{str(out_dir)!r} already exists and is not empty; pass overwrite=True (--overwrite) to replace it.")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose=1):
+    """Trains a VAE as `config` says and writes a run directory (module doc).
+
+    Args:
+      config: TrainingConfig. With `resume=True` the config saved in `out_dir`
+        is used instead, except that `config.epochs` may extend the run.
+      out_dir: the run directory.
+      data_dir: tensorflow-datasets data directory (None: TFDS_DATA_DIR).
+      resume: continue the unfinished run in `out_dir` from its checkpoint.
+      overwrite: replace a non-empty `out_dir`.
+      verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
+
+    Returns:
+      A dict: `interrupted` (bool), `epochs_done`, and, when training
+      finished, the test `elbo`, `reconstruction`, `kl`, `wall_time_s` and
+      `examples_per_second`.
+    """
+    out_dir = prepare_run_directory(out_dir, resume=resume, overwrite=overwrite)
+    if resume:
+        saved = TrainingConfig.from_json((out_dir / CONFIG_FILE).read_text())
+        config = dataclasses.replace(saved, epochs=max(saved.epochs, config.epochs))
+    splits = load_data(config, data_dir)
+    (out_dir / CONFIG_FILE).write_text(config.to_json())
+
+    keras.utils.set_random_seed(config.seed)
+    vae = build_vae(config, splits.image_shape)
+    vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    vae.optimizer.build(vae.trainable_variables)
+    finished_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
+    checkpoint = tf.train.Checkpoint(model=vae, optimizer=vae.optimizer, finished_epochs=finished_epochs)
+    manager = tf.train.CheckpointManager(checkpoint, out_dir / CHECKPOINT_DIR, max_to_keep=1)
+    if resume and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logger.info("Resumed from %s after %d epochs.", manager.latest_checkpoint, int(finished_epochs))
+
+    interrupt = StopOnInterrupt()
+    callbacks = [
+        keras.callbacks.CSVLogger(str(out_dir / HISTORY_FILE), append=resume),
+        keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
+        EpochCheckpoint(manager, finished_epochs),
+        interrupt,
+    ]
+    initial_epoch = int(finished_epochs)
+    started = time.perf_counter()
+    vae.fit(
+        splits.train,
+        validation_data=splits.validation,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    wall_time = time.perf_counter() - started
+    if interrupt.interrupted:
+        manager.save()
+        return {"interrupted": True, "epochs_done": int(finished_epochs)}
+
+    _save_model_atomically(vae, out_dir / MODEL_FILE)
+    test_metrics = vae.evaluate(splits.test, verbose=0, return_dict=True)
+    examples_seen = splits.num_examples["train"] * (config.epochs - initial_epoch)
+    summary = {
+        "interrupted": False,
+        "epochs_done": config.epochs,
+        "elbo": test_metrics["elbo"],
+        "reconstruction": test_metrics["reconstruction"],
+        "kl": test_metrics["kl"],
+        "wall_time_s": wall_time,
+        "examples_per_second": examples_seen / wall_time,
+    }
+    write_figures(vae, splits.test, splits.has_labels, read_history(out_dir), out_dir)
+    (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
+    return summary
+
+
+def _save_model_atomically(vae, path):
+    """Writes the `.keras` file beside `path` and renames, so no half-written file remains."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".keras", delete=False) as handle:
+        temporary = pathlib.Path(handle.name)
+    try:
+        vae.save(temporary)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_history(run_dir):
+    """history.csv as `{metric: [value per epoch]}`."""
+    with open(pathlib.Path(run_dir) / HISTORY_FILE, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {}) if key != "epoch"}
+
+
+def load_run(run_dir):
+    """The trained VAE and the TrainingConfig of a finished run directory."""
+    run_dir = pathlib.Path(run_dir)
+    model_path = run_dir / MODEL_FILE
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} holds no {MODEL_FILE}: not a finished tfvae run.")
+    config = TrainingConfig.from_json((run_dir / CONFIG_FILE).read_text())
+    return keras.models.load_model(model_path), config
+
+
+def evaluate(run_dir, dataset=None, split="test", data_dir=None, max_examples=None):
+    """The ELBO and its parts, per example in nats, of a run's model on a split.
+
+    `dataset` defaults to the run's own; its preprocessing (binarisation) is the
+    run's. Returns `{"elbo", "reconstruction", "kl", "loss"}`.
+    """
+    if split not in data.SPLIT_NAMES:
+        raise ValueError(f"Unknown `split` {split!r}; known: {list(data.SPLIT_NAMES)}.")
+    vae, config = load_run(run_dir)
+    overrides = {"max_examples": max_examples}
+    if dataset is not None and dataset != config.dataset:
+        binary = data.DATASETS.get(dataset) and data.DATASETS[dataset].max_pixel_value == 1
+        overrides.update(dataset=dataset, binarize=None if binary else config.binarize)
+    splits = load_data(dataclasses.replace(config, **overrides), data_dir)
+    if splits.image_shape != tuple(vae.encoder.inputs[0].shape[1:]):
+        raise ValueError(
+            f"Dataset {splits.name!r} has images of shape {splits.image_shape}, but the model "
+            f"expects {tuple(vae.encoder.inputs[0].shape[1:])}."
+        )
+    return vae.evaluate(splits[split], verbose=0, return_dict=True)
+
+
+def write_figures(vae, dataset, has_labels, history, out_dir, num_latent_points=5000):
+    """Writes the four figures of a run (FIGURES) into `out_dir`; returns their paths.
+
+    `dataset` yields the batches whose reconstructions and latent codes are
+    drawn (`(images, labels)` when `has_labels`).
+    """
+    out_dir = pathlib.Path(out_dir)
+    images, labels = [], []
+    for element in dataset:
+        batch_images, batch_labels = element if has_labels else (element, None)
+        images.append(batch_images.numpy())
+        if has_labels:
+            labels.append(batch_labels.numpy())
+        if sum(len(batch) for batch in images) >= num_latent_points:
+            break
+    images = np.concatenate(images)[:num_latent_points]
+    labels = np.concatenate(labels)[:num_latent_points] if has_labels else None
+    samples = vae.sample(64, seed=tf.constant([0, 0])).numpy()
+    paths = [
+        plots.image_grid(samples, out_dir / FIGURES[0]),
+        plots.reconstruction_pairs(images[:16], vae.reconstruct(images[:16]).numpy(), out_dir / FIGURES[1], num_pairs=16),
+        plots.latent_scatter(vae.encode(images).mean().numpy(), out_dir / FIGURES[2], labels=labels),
+        plots.loss_curves(history, out_dir / FIGURES[3]),
+    ]
+    return paths
+
+
+def sample_images(run_dir, num_samples, out_path, seed=None):
+    """Writes a grid of `num_samples` images drawn from a run's model; returns the path."""
+    vae, _ = load_run(run_dir)
+    seed = tf.constant([0, 0] if seed is None else [seed, 0])
+    return plots.image_grid(vae.sample(num_samples, seed=seed).numpy(), out_path)
+
+
+def reconstruct_images(run_dir, num_images, out_path, split="test", data_dir=None):
+    """Writes the first `num_images` of a split beside their reconstructions; returns the path."""
+    vae, config = load_run(run_dir)
+    splits = load_data(dataclasses.replace(config, batch_size=num_images, max_examples=num_images), data_dir)
+    element = next(iter(splits[split]))
+    images = (element[0] if splits.has_labels else element).numpy()
+    return plots.reconstruction_pairs(images, vae.reconstruct(images).numpy(), out_path, num_pairs=num_images)
