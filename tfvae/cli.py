@@ -7,6 +7,7 @@
 """
 
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -50,7 +51,7 @@ def build_parser():
     train.add_argument("--arch", default="mlp", choices=ARCH_CHOICES, help="encoder/decoder architecture")
     train.add_argument("--latent-dim", type=_positive_int, default=16)
     train.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOOD_CHOICES)
-    train.add_argument("--epochs", type=_positive_int, default=10)
+    train.add_argument("--epochs", type=_positive_int, default=None, help="default: 10, or the resumed run's")
     train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
     train.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (1 = ELBO)")
@@ -87,6 +88,13 @@ def build_parser():
 
 
 def _train(args):
+    if args.resume:
+        if not args.out:
+            raise ValueError("--resume needs --out, the run directory to continue.")
+        config = training.read_config(args.out)
+        if args.epochs:
+            config = dataclasses.replace(config, epochs=args.epochs)
+        return _report(training.train(config, args.out, data_dir=args.data_dir, resume=True, verbose=args.verbose), args.out)
     if args.binarize == "auto":
         binarize = None if args.dataset == "binarized_mnist" else "dynamic"
     else:
@@ -97,7 +105,7 @@ def _train(args):
         arch=args.arch,
         latent_dim=args.latent_dim,
         likelihood=args.likelihood,
-        epochs=args.epochs,
+        epochs=args.epochs or 10,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         beta=args.beta,
@@ -105,7 +113,11 @@ def _train(args):
         max_examples=args.max_examples,
     )
     out = args.out or f"saved_models/{config.dataset}_{config.arch}"
-    summary = training.train(config, out, data_dir=args.data_dir, resume=args.resume, overwrite=args.overwrite, verbose=args.verbose)
+    summary = training.train(config, out, data_dir=args.data_dir, overwrite=args.overwrite, verbose=args.verbose)
+    return _report(summary, out)
+
+
+def _report(summary, out):
     if summary["interrupted"]:
         print(f"Interrupted after {summary['epochs_done']} finished epochs; checkpoint saved. "
               f"Continue with: tfvae train --out {out} --resume")

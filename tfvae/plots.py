@@ -12,6 +12,7 @@ import pathlib
 import matplotlib.image
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 GAP = 1  # pixels of white between tiles in image grids
 FIGURE_DPI = 100
@@ -133,6 +134,7 @@ def loss_curves(history, path):
         if f"val_{name}" in history:
             axes.plot(epochs, history[f"val_{name}"], marker="o", label="validation")
         axes.set(title=name, xlabel="epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.legend()
     figure.savefig(_output_path(path), dpi=FIGURE_DPI)
     return pathlib.Path(path)

@@ -127,19 +127,28 @@ def build_vae(config, image_shape):
     return VAE(encoder, decoder, beta=config.beta, seed=config.seed)
 
 
-class StopOnInterrupt(keras.callbacks.Callback):
-    """Turns Ctrl-C (SIGINT) into `stop_training` at the end of the current step."""
+class CheckpointAndInterrupt(keras.callbacks.Callback):
+    """Checkpoints after each finished epoch; turns Ctrl-C into a clean stop.
 
-    def __init__(self):
+    On SIGINT, training stops at the end of the current step. Keras still
+    ends the interrupted epoch (validation, `on_epoch_end`), but it is not
+    counted as finished: the checkpoint keeps the number of whole epochs, so
+    a resumed run repeats the interrupted one from its start, from the
+    weights and optimizer state reached when it stopped.
+    """
+
+    def __init__(self, manager, finished_epochs):
         super().__init__()
+        self.manager = manager
+        self.finished_epochs = finished_epochs
         self.interrupted = False
         self._previous_handler = None
 
     def on_train_begin(self, logs=None):
         if threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGINT, self._handle)
+            self._previous_handler = signal.signal(signal.SIGINT, self._handle_interrupt)
 
-    def _handle(self, signum, frame):
+    def _handle_interrupt(self, signum, frame):
         self.interrupted = True
         logger.warning("Interrupted: stopping at the end of this step and saving a checkpoint.")
 
@@ -147,23 +156,15 @@ class StopOnInterrupt(keras.callbacks.Callback):
         if self.interrupted:
             self.model.stop_training = True
 
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.interrupted:
+            self.finished_epochs.assign(epoch + 1)
+        self.manager.save()
+
     def on_train_end(self, logs=None):
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves model, optimizer and the count of finished epochs after each epoch."""
-
-    def __init__(self, manager, finished_epochs):
-        super().__init__()
-        self.manager = manager
-        self.finished_epochs = finished_epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.finished_epochs.assign(epoch + 1)
-        self.manager.save()
 
 
 def prepare_run_directory(out_dir, resume=False, overwrite=False):
@@ -191,8 +192,8 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
     """Trains a VAE as `config` says and writes a run directory (module doc).
 
     Args:
-      config: TrainingConfig. With `resume=True` the config saved in `out_dir`
-        is used instead, except that `config.epochs` may extend the run.
+      config: TrainingConfig. With `resume=True`, None means the config saved
+        in `out_dir`; a given config may differ from it only in `epochs`.
       out_dir: the run directory.
       data_dir: tensorflow-datasets data directory (None: TFDS_DATA_DIR).
       resume: continue the unfinished run in `out_dir` from its checkpoint.
@@ -206,8 +207,12 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
     """
     out_dir = prepare_run_directory(out_dir, resume=resume, overwrite=overwrite)
     if resume:
-        saved = TrainingConfig.from_json((out_dir / CONFIG_FILE).read_text())
-        config = dataclasses.replace(saved, epochs=max(saved.epochs, config.epochs))
+        saved = read_config(out_dir)
+        if config is None:
+            config = saved
+        differing = [f.name for f in dataclasses.fields(config) if f.name != "epochs" and getattr(config, f.name) != getattr(saved, f.name)]
+        if differing:
+            raise ValueError(f"Cannot resume {str(out_dir)!r} with a different {', '.join(differing)}; only `epochs` may change.")
     splits = load_data(config, data_dir)
     (out_dir / CONFIG_FILE).write_text(config.to_json())
 
@@ -222,14 +227,15 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logger.info("Resumed from %s after %d epochs.", manager.latest_checkpoint, int(finished_epochs))
 
-    interrupt = StopOnInterrupt()
+    initial_epoch = int(finished_epochs)
+    if resume:
+        _keep_history_rows(out_dir, initial_epoch)  # drop a row of an interrupted epoch
+    checkpointing = CheckpointAndInterrupt(manager, finished_epochs)
     callbacks = [
         keras.callbacks.CSVLogger(str(out_dir / HISTORY_FILE), append=resume),
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
-        EpochCheckpoint(manager, finished_epochs),
-        interrupt,
+        checkpointing,
     ]
-    initial_epoch = int(finished_epochs)
     started = time.perf_counter()
     vae.fit(
         splits.train,
@@ -240,8 +246,7 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
         verbose=verbose,
     )
     wall_time = time.perf_counter() - started
-    if interrupt.interrupted:
-        manager.save()
+    if checkpointing.interrupted:
         return {"interrupted": True, "epochs_done": int(finished_epochs)}
 
     _save_model_atomically(vae, out_dir / MODEL_FILE)
@@ -273,11 +278,26 @@ def _save_model_atomically(vae, path):
         temporary.unlink(missing_ok=True)
 
 
+def _keep_history_rows(run_dir, num_epochs):
+    path = pathlib.Path(run_dir) / HISTORY_FILE
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[: 1 + num_epochs]))
+
+
 def read_history(run_dir):
     """history.csv as `{metric: [value per epoch]}`."""
     with open(pathlib.Path(run_dir) / HISTORY_FILE, newline="") as handle:
         rows = list(csv.DictReader(handle))
     return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {}) if key != "epoch"}
+
+
+def read_config(run_dir):
+    """The TrainingConfig saved in a run directory."""
+    path = pathlib.Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} holds no {CONFIG_FILE}: not a tfvae run directory.")
+    return TrainingConfig.from_json(path.read_text())
 
 
 def load_run(run_dir):
@@ -286,8 +306,7 @@ def load_run(run_dir):
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
         raise FileNotFoundError(f"{str(run_dir)!r} holds no {MODEL_FILE}: not a finished tfvae run.")
-    config = TrainingConfig.from_json((run_dir / CONFIG_FILE).read_text())
-    return keras.models.load_model(model_path), config
+    return keras.models.load_model(model_path), read_config(run_dir)
 
 
 def evaluate(run_dir, dataset=None, split="test", data_dir=None, max_examples=None):
