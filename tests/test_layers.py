@@ -93,7 +93,7 @@ def test_independent_bernoulli_uses_logits():
 def test_independent_gaussian_scale_is_learned_or_fixed():
     learned = layers.IndependentGaussian((2, 2))
     assert [w.name for w in learned.trainable_weights] == ["raw_scale"]
-    np.testing.assert_allclose(learned(np.zeros([1, 4], np.float32)).stddev(), np.ones([1, 2, 2]), rtol=1e-3)
+    np.testing.assert_allclose(learned(np.zeros([1, 4], np.float32)).stddev(), np.ones([1, 2, 2]), rtol=1e-6)
     fixed = layers.IndependentGaussian((2, 2), scale=0.3)
     assert fixed.weights == []
     np.testing.assert_allclose(fixed(np.zeros([1, 4], np.float32)).stddev(), np.full([1, 2, 2], 0.3))

@@ -18,7 +18,7 @@ def test_standard_normal_is_zero_mean_unit_scale():
 def test_diagonal_normal_starts_at_standard_normal_and_has_trainable_variables():
     prior = priors.DiagonalNormal(4)
     distribution = prior.distribution()
-    np.testing.assert_allclose(distribution.stddev(), np.ones(4), atol=1e-3)
+    np.testing.assert_allclose(distribution.stddev(), np.ones(4), rtol=1e-6)
     assert sorted(w.name for w in prior.trainable_weights) == ["loc", "raw_scale"]
     z = tf.fill([2, 4], 2.0)
     with tf.GradientTape() as tape:

@@ -77,6 +77,18 @@ def _as_event_shape(event_shape, argument="event_shape"):
     return shape
 
 
+def check_scale_floor(scale_floor):
+    """Returns `scale_floor` as a float, or raises ValueError unless it is > 0."""
+    if isinstance(scale_floor, bool) or not isinstance(scale_floor, (int, float)) or not scale_floor > 0:
+        raise ValueError(f"`scale_floor` must be a number > 0; received {scale_floor!r}.")
+    return float(scale_floor)
+
+
+def unit_scale_initializer(scale_floor):
+    """Initializer for a raw scale so that softplus(raw) + scale_floor == 1."""
+    return keras.initializers.Constant(math.log(math.expm1(1.0 - scale_floor)))
+
+
 def _reshape_params(params, param_shape):
     """Reshapes `params: [batch, ...]` to `[batch, *param_shape]`."""
     batch = tf.shape(params)[:1]
@@ -144,7 +156,7 @@ class DistributionLayer(keras.layers.Layer):
     @property
     def num_params(self):
         """Number of parameters this layer expects per example."""
-        raise NotImplementedError
+        return self.params_size(self.event_shape)
 
     def build(self, input_shape):
         received = input_shape[1:]
@@ -184,18 +196,12 @@ class IndependentNormal(DistributionLayer):
     def __init__(self, event_shape, scale_floor=1e-3, **kwargs):
         super().__init__(**kwargs)
         self.event_shape = _as_event_shape(event_shape)
-        if not scale_floor > 0:
-            raise ValueError(f"`scale_floor` must be > 0; received {scale_floor!r}.")
-        self.scale_floor = float(scale_floor)
+        self.scale_floor = check_scale_floor(scale_floor)
 
     @staticmethod
     def params_size(event_shape):
         """Parameters per example: a mean and a raw scale per element."""
         return 2 * math.prod(_as_event_shape(event_shape))
-
-    @property
-    def num_params(self):
-        return self.params_size(self.event_shape)
 
     def make_distribution(self, params):
         return independent_normal(params, self.event_shape, self.scale_floor)
@@ -224,19 +230,13 @@ class MultivariateNormalTriL(DistributionLayer):
         super().__init__(**kwargs)
         (self.event_size,) = _as_event_shape(event_size, "event_size")
         self.event_shape = (self.event_size,)
-        if not scale_floor > 0:
-            raise ValueError(f"`scale_floor` must be > 0; received {scale_floor!r}.")
-        self.scale_floor = float(scale_floor)
+        self.scale_floor = check_scale_floor(scale_floor)
 
     @staticmethod
     def params_size(event_size):
         """Parameters per example: n means and n (n + 1) / 2 Cholesky entries."""
         (n,) = _as_event_shape(event_size, "event_size")
         return n + n * (n + 1) // 2
-
-    @property
-    def num_params(self):
-        return self.params_size(self.event_size)
 
     def make_distribution(self, params):
         return multivariate_normal_tril(params, self.event_size, self.scale_floor)
@@ -269,10 +269,6 @@ class IndependentBernoulli(DistributionLayer):
         """Parameters per example: one logit per element."""
         return math.prod(_as_event_shape(event_shape))
 
-    @property
-    def num_params(self):
-        return self.params_size(self.event_shape)
-
     def make_distribution(self, params):
         return independent_bernoulli(params, self.event_shape)
 
@@ -302,26 +298,17 @@ class IndependentGaussian(DistributionLayer):
         self.event_shape = _as_event_shape(event_shape)
         if scale is not None and not scale > 0:
             raise ValueError(f"`scale` must be None (learned) or > 0; received {scale!r}.")
-        if not scale_floor > 0:
-            raise ValueError(f"`scale_floor` must be > 0; received {scale_floor!r}.")
         self.scale = None if scale is None else float(scale)
-        self.scale_floor = float(scale_floor)
+        self.scale_floor = check_scale_floor(scale_floor)
         if self.scale is None:
-            # softplus(0.5413) + floor ~= 1: start at unit scale.
             self.raw_scale = self.add_weight(
-                shape=self.event_shape,
-                initializer=keras.initializers.Constant(0.5413),
-                name="raw_scale",
+                shape=self.event_shape, initializer=unit_scale_initializer(self.scale_floor), name="raw_scale"
             )
 
     @staticmethod
     def params_size(event_shape):
         """Parameters per example: one mean per element."""
         return math.prod(_as_event_shape(event_shape))
-
-    @property
-    def num_params(self):
-        return self.params_size(self.event_shape)
 
     def make_distribution(self, params):
         loc = _reshape_params(params, self.event_shape)

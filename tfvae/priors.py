@@ -10,7 +10,13 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.layers import SERIALIZATION_PACKAGE, MeanConvertibleIndependent, _as_event_shape
+from tfvae.layers import (
+    SERIALIZATION_PACKAGE,
+    MeanConvertibleIndependent,
+    _as_event_shape,
+    check_scale_floor,
+    unit_scale_initializer,
+)
 
 tfd = tfp.distributions
 
@@ -54,15 +60,10 @@ class DiagonalNormal(Prior):
 
     def __init__(self, latent_dim, scale_floor=1e-3, **kwargs):
         super().__init__(latent_dim, **kwargs)
-        if not scale_floor > 0:
-            raise ValueError(f"`scale_floor` must be > 0; received {scale_floor!r}.")
-        self.scale_floor = float(scale_floor)
+        self.scale_floor = check_scale_floor(scale_floor)
         self.loc = self.add_weight(shape=(self.latent_dim,), initializer="zeros", name="loc")
-        # softplus(0.5413) + 1e-3 ~= 1.0
         self.raw_scale = self.add_weight(
-            shape=(self.latent_dim,),
-            initializer=keras.initializers.Constant(0.5413),
-            name="raw_scale",
+            shape=(self.latent_dim,), initializer=unit_scale_initializer(self.scale_floor), name="raw_scale"
         )
 
     def distribution(self):
