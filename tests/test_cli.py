@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -124,3 +125,23 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes(tmp_path):
     history = (out / "history.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in history[1:]] == ["0", "1", "2"]
     assert (out / "model.keras").is_file() and not (out / "checkpoints").exists()
+
+
+PRETRAINED = pathlib.Path(__file__).resolve().parents[1] / "saved_models" / "pretrained_mnist_mlp"
+
+
+def test_pretrained_model_samples_with_no_data(tmp_path):
+    environment = {**os.environ, "TFDS_DATA_DIR": str(tmp_path / "no_data_here"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-m", "tfvae", "sample", "--model", str(PRETRAINED), "-n", "16",
+                             "--out", str(tmp_path / "samples.png")], capture_output=True, text=True, env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _png_size(tmp_path / "samples.png") == (4 * 29 - 1, 4 * 29 - 1)
+    assert (PRETRAINED / "model.keras").stat().st_size < 5 * 2**20
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main([command, "--help"])
+    assert raised.value.code == 0
+    assert f"usage: tfvae {command}" in capsys.readouterr().out

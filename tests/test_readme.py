@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.test_data import DATA_DIR
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -17,14 +19,12 @@ def _quickstart_code():
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("TFDS_DATA_DIR"),
-    reason="TFDS_DATA_DIR is not set; the quickstart would download MNIST",
-)
+@pytest.mark.skipif(DATA_DIR is None, reason="no prepared MNIST; the quickstart would download it")
 def test_quickstart_runs_as_written(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", _quickstart_code()],
         cwd=tmp_path,
+        env={**os.environ, "TFDS_DATA_DIR": DATA_DIR},
         capture_output=True,
         text=True,
         timeout=600,

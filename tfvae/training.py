@@ -22,10 +22,10 @@ import csv
 import dataclasses
 import json
 import logging
+import os
 import pathlib
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from typing import Literal, Optional
@@ -269,8 +269,7 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
 
 def _save_model_atomically(vae, path):
     """Writes the `.keras` file beside `path` and renames, so no half-written file remains."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".keras", delete=False) as handle:
-        temporary = pathlib.Path(handle.name)
+    temporary = path.with_name(f".{path.stem}.partial-{os.getpid()}.keras")
     try:
         vae.save(temporary)
         temporary.replace(path)
