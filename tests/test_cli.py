@@ -139,7 +139,16 @@ def test_pretrained_model_samples_with_no_data(tmp_path):
     assert (PRETRAINED / "model.keras").stat().st_size < 5 * 2**20
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct"])
+@needs_prepared_data
+def test_export_writes_a_saved_model_and_keeps_an_existing_one(trained_run, tmp_path, capsys):
+    out = tmp_path / "serving" / "1"
+    assert cli.main(["export", "--model", str(trained_run), "--out", str(out)]) == 0
+    assert (out / "saved_model.pb").is_file() and "signatures: serving_default, encode" in capsys.readouterr().out
+    assert cli.main(["export", "--model", str(trained_run), "--out", str(out)]) == cli.EXIT_FAILURE
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct", "export"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as raised:
         cli.main([command, "--help"])

@@ -5,7 +5,8 @@ import pathlib
 
 import tfvae
 
-ORDER = ["_backend", "layers", "priors", "losses", "architectures", "bounds", "model", "data", "plots", "training", "cli"]
+# export sits above model: it needs only the VAE's public methods, and VAE.export calls it.
+ORDER = ["_backend", "layers", "priors", "losses", "architectures", "bounds", "export", "model", "data", "plots", "training", "cli"]
 PACKAGE_DIR = pathlib.Path(tfvae.__file__).parent
 
 

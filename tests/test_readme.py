@@ -34,6 +34,14 @@ def test_quickstart_runs_as_written(tmp_path):
     assert (tmp_path / "mnist_vae.keras").is_file()
 
 
+def test_serving_snippet_runs_as_written():
+    section = README.split("From Python, with TensorFlow alone:", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(2, 16) (8, 28, 28, 1)" in result.stdout
+
+
 def test_ci_runs_the_readme_test_command():
     command = re.search(r"## Tests\n\n    (.+)\n", README).group(1)
     assert command in (ROOT / ".ci" / "run").read_text()

@@ -4,6 +4,7 @@
     tfvae evaluate --model runs/mnist --split test
     tfvae sample --model runs/mnist -n 64 --out samples.png
     tfvae reconstruct --model runs/mnist -n 16 --out reconstructions.png
+    tfvae export --model runs/mnist --out serving/vae/1
 """
 
 import argparse
@@ -12,6 +13,7 @@ import logging
 import sys
 
 from tfvae import architectures, data, training
+from tfvae import export as export_lib
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -84,6 +86,11 @@ def build_parser():
     reconstruct.add_argument("--split", default="test", choices=SPLIT_CHOICES)
     reconstruct.add_argument("--data-dir", default=None)
     reconstruct.add_argument("--out", default="reconstructions.png")
+
+    export = commands.add_parser("export", help="write a TF Serving SavedModel of the model")
+    export.add_argument("--model", required=True)
+    export.add_argument("--out", required=True, help="SavedModel directory, e.g. serving/vae/1 (TF Serving wants a version folder)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return parser
 
 
@@ -158,7 +165,13 @@ def _reconstruct(args):
     return EXIT_OK
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "reconstruct": _reconstruct}
+def _export(args):
+    path = training.export_run(args.model, args.out, overwrite=args.overwrite)
+    print(f"Wrote {path} (signatures: {', '.join(export_lib.SIGNATURE_NAMES)})")
+    return EXIT_OK
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "reconstruct": _reconstruct, "export": _export}
 
 
 def main(argv=None):

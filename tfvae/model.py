@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from tfvae import bounds
+from tfvae import export as export_lib
 from tfvae.layers import SERIALIZATION_PACKAGE
 from tfvae.priors import StandardNormal
 
@@ -127,10 +128,12 @@ class VAE(keras.Model):
     def sample(self, num_samples, seed=None, mean=True):
         """Draws `num_samples` images, `[num_samples, *event_shape]`.
 
+        `num_samples` is an int, or a scalar int tensor in traced code.
+
         z ~ p(z), then the mean of p(x|z) (`mean=True`, e.g. pixel
         probabilities for a Bernoulli likelihood) or a draw x ~ p(x|z).
         """
-        if not isinstance(num_samples, int) or num_samples < 1:
+        if not tf.is_tensor(num_samples) and (not isinstance(num_samples, int) or num_samples < 1):
             raise ValueError(f"`num_samples` must be an int >= 1; received {num_samples!r}.")
         seed = self.seed_generator.next() if seed is None else seed
         prior_seed, likelihood_seed = tf.unstack(tf.random.split(tf.cast(seed, tf.int32)))
@@ -144,6 +147,15 @@ class VAE(keras.Model):
 
     def call(self, x, training=False):
         return self.decode(self.encode(x, training=training).mean(), training=training).mean()
+
+    def export(self, filepath, overwrite=False):
+        """Writes a TF Serving SavedModel with the `tfvae.export` signatures.
+
+        Replaces `keras.Model.export`: the SavedModel holds the encode, decode,
+        reconstruct, sample and elbo signatures and needs neither tfvae nor
+        TensorFlow Probability to load. Returns the path written.
+        """
+        return export_lib.export(self, filepath, overwrite=overwrite)
 
     # Training -----------------------------------------------------------------
 

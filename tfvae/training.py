@@ -371,3 +371,9 @@ def reconstruct_images(run_dir, num_images, out_path, split="test", data_dir=Non
     element = next(iter(splits[split]))
     images = (element[0] if splits.has_labels else element).numpy()
     return plots.reconstruction_pairs(images, vae.reconstruct(images).numpy(), out_path, num_pairs=num_images)
+
+
+def export_run(run_dir, out_path, overwrite=False):
+    """Exports a run's model as a TF Serving SavedModel (see `tfvae.export`); returns the path."""
+    vae, _ = load_run(run_dir)
+    return vae.export(out_path, overwrite=overwrite)

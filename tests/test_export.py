@@ -1,0 +1,206 @@
+"""SavedModel export for TF Serving: signatures, fidelity without tfvae/TFP, XLA, atomicity."""
+
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorflow.core.protobuf import saved_model_pb2
+
+import tfvae
+from tfvae import architectures, export
+
+IMAGE_SHAPE = (8, 8, 1)
+tfd = tfp.distributions
+PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+DETERMINISTIC = ("encode", "decode", "reconstruct", "elbo")  # given the seed
+DETERMINISTIC_WITHOUT_NOISE = ("encode", "decode", "reconstruct")
+
+
+def _vae(likelihood):
+    x = (np.random.default_rng(0).uniform(size=(64, *IMAGE_SHAPE)) > 0.5).astype(np.float32)
+    encoder = architectures.mlp_encoder(IMAGE_SHAPE, 3, hidden_units=(16,))
+    decoder = architectures.mlp_decoder(3, IMAGE_SHAPE, hidden_units=(16,), likelihood=likelihood)
+    vae = tfvae.VAE(encoder, decoder)
+    vae.compile(optimizer="adam")
+    vae.fit(x, batch_size=16, epochs=1, verbose=0)
+    return vae
+
+
+@pytest.fixture(scope="module", params=["bernoulli", "gaussian"])
+def exported(request, tmp_path_factory):
+    vae = _vae(request.param)
+    path = vae.export(tmp_path_factory.mktemp("export") / "vae" / "1")
+    return vae, path, request.param
+
+
+def _inputs(batch):
+    rng = np.random.default_rng(batch)
+    return {
+        "encode": {"x": rng.uniform(size=(batch, *IMAGE_SHAPE)).astype(np.float32)},
+        "decode": {"z": rng.normal(size=(batch, 3)).astype(np.float32)},
+        "reconstruct": {"x": rng.uniform(size=(batch, *IMAGE_SHAPE)).astype(np.float32)},
+        "elbo": {"x": (rng.uniform(size=(batch, *IMAGE_SHAPE)) > 0.5).astype(np.float32), "seed": np.array([3, 4], np.int32)},
+        "sample": {"num_samples": np.int32(batch), "seed": np.array([5, 6], np.int32)},
+    }
+
+
+def _keras_outputs(vae, name, inputs):
+    """What the Keras model says for each signature's outputs."""
+    if name == "encode":
+        posterior = vae.encode(inputs["x"])
+        return {"mean": posterior.mean(), "stddev": posterior.stddev()}
+    if name == "decode":
+        likelihood = vae.decode(inputs["z"])
+        base = likelihood.distribution
+        names = ("logits",) if isinstance(base, tfd.Bernoulli) else ("loc", "scale")
+        return {"mean": likelihood.mean(), **{name: getattr(base, name) for name in names}}
+    if name == "reconstruct":
+        return {"reconstruction": vae.reconstruct(inputs["x"])}
+    if name == "elbo":
+        terms = vae.elbo_terms(inputs["x"], seed=tf.constant(inputs["seed"]))
+        return {"elbo": terms.elbo, "reconstruction": terms.reconstruction, "kl": terms.kl}
+    return {"images": vae.sample(int(inputs["num_samples"]), seed=tf.constant(inputs["seed"]))}
+
+
+def test_signatures_are_predict_signatures_with_named_inputs_and_free_batch(exported):
+    _, path, likelihood = exported
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((path / "saved_model.pb").read_bytes())
+    (meta_graph,) = proto.meta_graphs
+    assert list(meta_graph.meta_info_def.tags) == ["serve"]
+    signatures = meta_graph.signature_def
+    assert set(export.SIGNATURE_NAMES) <= set(signatures)
+    for name in export.SIGNATURE_NAMES:
+        assert signatures[name].method_name == "tensorflow/serving/predict"
+    assert set(signatures["encode"].inputs) == {"x"} and set(signatures["encode"].outputs) == {"mean", "stddev"}
+    assert signatures["encode"].inputs["x"].tensor_shape.dim[0].size == -1  # free batch
+    assert set(signatures["sample"].inputs) == {"num_samples", "seed"}
+    assert set(signatures["elbo"].outputs) == {"elbo", "reconstruction", "kl"}
+    expected_parameters = {"logits"} if likelihood == "bernoulli" else {"loc", "scale"}
+    assert set(signatures["decode"].outputs) == {"mean"} | expected_parameters
+
+
+def test_export_loads_without_tfvae_or_tfp_and_matches_keras(exported, tmp_path):
+    vae, path, _ = exported
+    inputs = {batch: _inputs(batch) for batch in (1, 5)}
+    np.save(tmp_path / "inputs.npy", inputs, allow_pickle=True)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        for name in ("tfvae", "tensorflow_probability"):
+            sys.modules[name] = None  # importing them now fails
+        import numpy as np, tensorflow as tf
+        model = tf.saved_model.load({str(path)!r})
+        inputs = np.load({str(tmp_path / "inputs.npy")!r}, allow_pickle=True).item()
+        outputs = {{}}
+        for batch, by_signature in inputs.items():
+            for name, arguments in by_signature.items():
+                result = model.signatures[name](**{{k: tf.constant(v) for k, v in arguments.items()}})
+                outputs[(batch, name)] = {{k: v.numpy() for k, v in result.items()}}
+        np.save({str(tmp_path / "outputs.npy")!r}, outputs, allow_pickle=True)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = np.load(tmp_path / "outputs.npy", allow_pickle=True).item()
+    for batch in (1, 5):
+        for name in (*DETERMINISTIC, "sample"):
+            expected = _keras_outputs(vae, name, inputs[batch][name])
+            assert set(outputs[(batch, name)]) == set(expected)
+            for key, value in expected.items():
+                np.testing.assert_allclose(outputs[(batch, name)][key], value, rtol=1e-5, atol=1e-5, err_msg=f"{name}/{key}")
+        assert outputs[(batch, "sample")]["images"].shape == (batch, *IMAGE_SHAPE)
+
+
+def test_graph_has_no_python_ops_and_every_signature_compiles_with_xla(exported):
+    _, path, _ = exported
+    model = tf.saved_model.load(str(path))
+    for name in export.SIGNATURE_NAMES:
+        signature = model.signatures[name]
+        graph_def = signature.graph.as_graph_def()
+        ops = {node.op for node in graph_def.node}
+        ops |= {node.op for function in graph_def.library.function for node in function.node_def}
+        assert not ops & PYTHON_OPS, f"{name} uses {ops & PYTHON_OPS}"
+    for name, arguments in _inputs(4).items():
+        tensors = {k: tf.constant(v) for k, v in arguments.items()}
+        plain = model.signatures[name](**tensors)
+        compiled_signature = tf.function(lambda **kw: model.signatures[name](**kw), jit_compile=True)
+        compiled = compiled_signature(**tensors)
+        for key in plain:
+            assert compiled[key].shape == plain[key].shape and np.all(np.isfinite(compiled[key]))
+            if name in DETERMINISTIC_WITHOUT_NOISE:
+                np.testing.assert_allclose(compiled[key], plain[key], rtol=1e-4, atol=1e-5, err_msg=f"{name}/{key}")
+            else:
+                # TF's stateless random ops may pick another algorithm under XLA, so a
+                # seed gives other (but repeatable) draws there than on CPU or GPU.
+                np.testing.assert_array_equal(compiled_signature(**tensors)[key], compiled[key])
+
+
+def test_saved_model_cli_lists_signatures_with_dtypes_and_shapes(exported):
+    _, path, _ = exported
+    cli = pathlib.Path(sys.executable).with_name("saved_model_cli")
+    result = subprocess.run([str(cli), "show", "--all", "--dir", str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in export.SIGNATURE_NAMES:
+        assert f"signature_def['{name}']" in result.stdout
+    assert "dtype: DT_FLOAT" in result.stdout and "shape: (-1, 8, 8, 1)" in result.stdout
+    assert "Method name is: tensorflow/serving/predict" in result.stdout
+
+
+def test_existing_target_is_kept_unless_overwrite(tmp_path):
+    vae = _vae("bernoulli")
+    target = tmp_path / "1"
+    target.mkdir()
+    (target / "keep.txt").write_text("old")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        vae.export(target)
+    assert (target / "keep.txt").read_text() == "old"
+    vae.export(target, overwrite=True)
+    assert (target / "saved_model.pb").is_file() and not (target / "keep.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]
+
+
+def test_failed_export_leaves_no_partial_directory_and_keeps_the_old_one(tmp_path, monkeypatch):
+    vae = _vae("bernoulli")
+
+    def failing_save(obj, export_dir, *args, **kwargs):
+        pathlib.Path(export_dir).mkdir(parents=True)
+        (pathlib.Path(export_dir) / "saved_model.pb").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        vae.export(tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "keep.txt").write_text("old")
+    with pytest.raises(OSError, match="disk full"):
+        vae.export(tmp_path / "old", overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["old"] and (tmp_path / "old" / "keep.txt").read_text() == "old"
+
+
+def test_model_with_nan_weights_is_never_exported(tmp_path):
+    vae = _vae("bernoulli")
+    kernel = vae.encoder.layers[2].kernel
+    kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+    with pytest.raises(ValueError, match="non-finite weights"):
+        vae.export(tmp_path / "1")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pretrained_model_has_its_export_beside_it():
+    run = pathlib.Path(__file__).resolve().parents[1] / "saved_models" / "pretrained_mnist_mlp"
+    served = tf.saved_model.load(str(run / "serving" / "1"))
+    vae = keras.models.load_model(run / "model.keras")
+    x = (np.random.default_rng(0).uniform(size=(3, 28, 28, 1)) > 0.5).astype(np.float32)
+    outputs = served.signatures["encode"](x=tf.constant(x))
+    np.testing.assert_allclose(outputs["mean"], vae.encode(x).mean(), rtol=1e-5, atol=1e-6)
+    z = np.random.default_rng(1).normal(size=(2, vae.latent_dim)).astype(np.float32)
+    np.testing.assert_allclose(served.signatures["decode"](z=tf.constant(z))["mean"], vae.decode(z).mean(), rtol=1e-5, atol=1e-6)
