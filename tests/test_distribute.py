@@ -66,11 +66,11 @@ def test_replicas_draw_different_noise(two_replicas):
 
     @tf.function
     def latent_samples(batch):
-        return vae._sample_latent(vae.encode(batch), tf.constant([1, 2]))
+        return vae._sample_latents(vae.encode(batch), tf.constant([1, 2]))[0]
 
     dataset = two_replicas.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(x).batch(GLOBAL_BATCH))
     per_replica = two_replicas.run(latent_samples, args=(next(iter(dataset)),))
     first, second = (t.numpy() for t in two_replicas.experimental_local_results(per_replica))
     assert not np.allclose(first, second)
-    single = vae._sample_latent(vae.encode(x), tf.constant([1, 2])).numpy()
+    single = vae._sample_latents(vae.encode(x), tf.constant([1, 2]))[0].numpy()
     np.testing.assert_allclose(np.concatenate([first, second]), single, rtol=1e-6)

@@ -144,3 +144,40 @@ def test_vae_config_round_trips():
     assert (restored.beta, restored.kl, restored.seed) == (0.5, "monte_carlo", 3)
     assert isinstance(restored.prior, priors.DiagonalNormal)
     json.dumps(vae.get_config())
+
+
+def test_elbo_with_several_samples_averages_them():
+    vae = _vae(kl="analytic")
+    x = _binary_images(4)
+    seed = tf.constant([3, 1])
+    terms = vae.elbo_terms(x, seed=seed, num_samples=5)
+    posterior = vae.encoder(x)
+    z = posterior.sample(5, seed=seed).numpy()  # [5, 4, 2]
+    log_likelihoods = np.stack([vae.decoder(z[s]).log_prob(x).numpy() for s in range(5)])
+    np.testing.assert_allclose(terms.reconstruction, -log_likelihoods.mean(axis=0), rtol=1e-5)
+
+
+def test_iwae_gradient_is_finite_and_the_objective_trains():
+    x = _binary_images(256)
+    vae = _vae(objective="iwae", num_samples=5)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-2))
+    with tf.GradientTape() as tape:
+        terms, log_weights = vae._bound_terms(x[:32], tf.constant([1, 2]), 5, training=True)
+        loss = -tf.reduce_mean(tfvae.bounds.importance_weighted_bound(log_weights))
+    gradients = tape.gradient(loss, vae.trainable_variables)
+    assert all(g is not None and np.all(np.isfinite(g)) for g in gradients)
+    history = vae.fit(x, batch_size=32, epochs=3, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0] - 3.0
+    # -L_k <= -ELBO: the IWAE loss is below the ELBO loss.
+    assert all(loss <= -elbo + 1e-3 for loss, elbo in zip(history["loss"], history["elbo"]))
+
+
+def test_iwae_and_num_samples_are_validated_and_serialized():
+    with pytest.raises(ValueError, match="`objective` must be one of"):
+        _vae(objective="vi")
+    with pytest.raises(ValueError, match="`num_samples` must be an int >= 1; received 0"):
+        _vae(num_samples=0)
+    with pytest.raises(ValueError, match="`beta` must be 1 with objective='iwae'"):
+        _vae(objective="iwae", beta=0.5)
+    restored = assert_config_round_trip(_vae(objective="iwae", num_samples=4))
+    assert (restored.objective, restored.num_samples) == ("iwae", 4)

@@ -10,20 +10,31 @@ with equality exactly when q(z|x) is the true posterior p(z|x), since
 log p(x) - ELBO(x) = KL(q(z|x) || p(z|x)). Training maximises
 E_q[log p(x|z)] - beta * KL (beta = 1 is the ELBO; Higgins et al., 2017).
 
-The expectation is estimated with one reparameterised sample z ~ q(z|x)
-(Kingma & Welling, 2014). The KL term is computed in closed form by
+The expectation is estimated with reparameterised samples z ~ q(z|x)
+(Kingma & Welling, 2014), one by default. The KL term is computed in closed form by
 `tfd.kl_divergence` when TFP has one for the pair of distributions
 ("analytic"), otherwise by the single-sample Monte Carlo estimate
 log q(z|x) - log p(z) at the same z ("monte_carlo"). With the Monte Carlo KL
 the whole estimate is log p(x|z) + log p(z) - log q(z|x), which equals
 log p(x) for every z when q is the exact posterior.
 
+The importance-weighted bound of Burda et al. (2015) uses k samples
+z_1..z_k ~ q(z|x) and log weights log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x):
+
+    L_k(x) = log (1/k) sum_i w_i = logsumexp_i(log w_i) - log k,
+
+with L_1 = the ELBO estimate with the Monte Carlo KL, E[L_k] <= E[L_{k+1}] <= log p(x),
+and L_k -> log p(x) as k grows. `logsumexp` keeps it finite in float32 where
+the weights themselves (e^-100 for MNIST) underflow.
+
 Shapes: x is `[batch, *event_shape]`, distributions have batch shape
 `[batch]`, and every returned term is `[batch]`, in nats.
 """
 
+import math
 from typing import NamedTuple
 
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
@@ -76,8 +87,8 @@ def kl_divergence(posterior, prior, method, latent_sample=None):
       posterior: q(z|x), batch shape `[batch]`, event shape `[latent_dim]`.
       prior: p(z), batch shape `[]` or `[batch]`, same event shape.
       method: "analytic" or "monte_carlo" (see `resolve_kl_method`).
-      latent_sample: `[batch, latent_dim]` draw from the posterior; required
-        for "monte_carlo".
+      latent_sample: `[..., batch, latent_dim]` draws from the posterior,
+        required for "monte_carlo", which then returns `[..., batch]`.
     """
     if method == "analytic":
         return tfd.kl_divergence(posterior, prior)
@@ -88,17 +99,48 @@ def kl_divergence(posterior, prior, method, latent_sample=None):
     raise ValueError(f"`method` must be 'analytic' or 'monte_carlo'; received {method!r}.")
 
 
-def elbo_terms(x, posterior, likelihood, prior, latent_sample, kl_method):
-    """The single-sample ELBO estimate and its parts, each `[batch]`.
+def elbo_terms(log_likelihood, posterior, prior, latent_samples, kl_method):
+    """The ELBO estimate from k samples and its parts, each `[batch]`.
 
     Args:
-      x: `[batch, *event_shape]` data.
+      log_likelihood: `[num_samples, batch]`, log p(x|z_s) for each sample z_s.
       posterior: q(z|x) with batch shape `[batch]`.
-      likelihood: p(x|z) at `z = latent_sample`, batch shape `[batch]`.
       prior: p(z).
-      latent_sample: `[batch, latent_dim]`, the z that `likelihood` was decoded from.
+      latent_samples: `[num_samples, batch, latent_dim]`, the z_s.
       kl_method: "analytic" or "monte_carlo".
+
+    The reconstruction term, and the Monte Carlo KL, average over the samples.
     """
-    reconstruction = -likelihood.log_prob(x)
-    kl = kl_divergence(posterior, prior, kl_method, latent_sample)
+    reconstruction = -tf.reduce_mean(log_likelihood, axis=0)
+    kl = kl_divergence(posterior, prior, kl_method, latent_samples)
+    if kl_method == "monte_carlo":
+        kl = tf.reduce_mean(kl, axis=0)
     return ElboTerms(elbo=-(reconstruction + kl), reconstruction=reconstruction, kl=kl)
+
+
+def log_importance_weights(log_likelihood, posterior, prior, latent_samples):
+    """log w = log p(x|z) + log p(z) - log q(z|x) per sample, `[num_samples, batch]`.
+
+    Args:
+      log_likelihood: `[num_samples, batch]`, log p(x|z_s).
+      posterior: q(z|x), batch shape `[batch]`.
+      prior: p(z).
+      latent_samples: `[num_samples, batch, latent_dim]` draws z_s from q(z|x).
+    """
+    return log_likelihood + prior.log_prob(latent_samples) - posterior.log_prob(latent_samples)
+
+
+def importance_weighted_bound(log_weights):
+    """L_k = logsumexp(log w) - log k over axis 0 of `log_weights: [k, batch]`; `[batch]`."""
+    num_samples = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
+    return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(num_samples)
+
+
+def importance_weighted_bound_from_chunks(chunk_logsumexps, num_samples):
+    """L_k from per-chunk totals: `chunk_logsumexps: [num_chunks, batch]` -> `[batch]`.
+
+    Each row is logsumexp(log w) over one chunk of samples; together the chunks
+    hold `num_samples` = k samples. Computing L_k this way keeps memory at one
+    chunk, whatever k is.
+    """
+    return tf.reduce_logsumexp(chunk_logsumexps, axis=0) - math.log(num_samples)

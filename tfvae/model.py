@@ -20,6 +20,7 @@ from tfvae.layers import SERIALIZATION_PACKAGE
 from tfvae.priors import StandardNormal
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
+OBJECTIVES = ("elbo", "iwae")
 
 
 def _latent_dim_of(model, where):
@@ -45,14 +46,21 @@ class VAE(keras.Model):
         (an error when no closed form exists) or "monte_carlo".
       seed: int seeding the latent samples; None draws one from Python's
         `random`, which `keras.utils.set_random_seed` seeds.
+      objective: "elbo" (the default) or "iwae", the importance-weighted
+        bound L_k of Burda et al. (2015) with k = `num_samples`.
+      num_samples: samples z ~ q(z|x) per example and step, k >= 1; with
+        the ELBO, its terms average over them.
 
-    The training loss per example is reconstruction + beta * kl. Logged
+    The training loss per example is reconstruction + beta * kl for the
+    ELBO and -L_k for IWAE (beta must then be 1). Logged
     metrics, per example in nats: `loss`, `elbo`, `reconstruction`
     (-E_q log p(x|z)) and `kl`. Calling the model on `x` returns the mean
     reconstruction (see `reconstruct`), so `predict` gives reconstructions.
     """
 
-    def __init__(self, encoder, decoder, prior=None, beta=1.0, kl="auto", seed=None, **kwargs):
+    def __init__(
+        self, encoder, decoder, prior=None, beta=1.0, kl="auto", seed=None, objective="elbo", num_samples=1, **kwargs
+    ):
         super().__init__(**kwargs)
         posterior_dim = _latent_dim_of(encoder, "outputs")
         decoder_dim = _latent_dim_of(decoder, "inputs")
@@ -79,12 +87,20 @@ class VAE(keras.Model):
             raise ValueError(f"`beta` must be a number > 0; received {beta!r}.")
         if kl not in bounds.KL_METHODS:
             raise ValueError(f"`kl` must be one of {bounds.KL_METHODS}; received {kl!r}.")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"`objective` must be one of {OBJECTIVES}; received {objective!r}.")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"`num_samples` must be an int >= 1; received {num_samples!r}.")
+        if objective == "iwae" and beta != 1:
+            raise ValueError(f"The IWAE objective has no KL weight: `beta` must be 1 with objective='iwae'; received {beta!r}.")
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
         self.latent_dim = prior.latent_dim
         self.beta = float(beta)
         self.kl = kl
+        self.objective = objective
+        self.num_samples = num_samples
         self.seed = random.randint(0, 2**31 - 1) if seed is None else int(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
@@ -105,25 +121,65 @@ class VAE(keras.Model):
         """p(x|z) for `z: [batch, latent_dim]`; batch shape `[batch]`."""
         return self.decoder(z, training=training)
 
-    def elbo(self, x, seed=None):
-        """Single-sample ELBO estimate per example, `[batch]`, in nats."""
-        return self.elbo_terms(x, seed=seed).elbo
+    def elbo(self, x, seed=None, num_samples=1):
+        """ELBO estimate per example from `num_samples` samples, `[batch]`, in nats."""
+        return self.elbo_terms(x, seed=seed, num_samples=num_samples).elbo
 
-    def elbo_terms(self, x, seed=None, training=False):
+    def elbo_terms(self, x, seed=None, num_samples=1, training=False):
         """`tfvae.bounds.ElboTerms` (elbo, reconstruction, kl), each `[batch]`."""
+        return self._bound_terms(x, seed, num_samples, training)[0]
+
+    def log_likelihood(self, x, num_samples=5000, chunk_size=100, seed=None):
+        """Importance-weighted estimate L_k of log p(x) per example, `[batch]`, in nats.
+
+        The bound of Burda et al. (2015) with k = `num_samples`; a lower bound
+        on log p(x) that tightens as k grows. Samples are drawn and decoded
+        `chunk_size` at a time, so memory holds `chunk_size * batch` decoded
+        images whatever k is.
+        """
+        for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
+        x = tf.convert_to_tensor(x)
+        seed = tf.cast(self.seed_generator.next() if seed is None else seed, tf.int32)
+        chunk_totals = []
+        for index, start in enumerate(range(0, num_samples, chunk_size)):
+            chunk_seed = tf.random.experimental.stateless_fold_in(seed, index)
+            chunk_totals.append(self._chunk_logsumexp(x, chunk_seed, min(chunk_size, num_samples - start)))
+        return bounds.importance_weighted_bound_from_chunks(tf.stack(chunk_totals), num_samples)
+
+    @tf.function(reduce_retracing=True)
+    def _chunk_logsumexp(self, x, seed, num_samples):
+        """logsumexp of the log weights of `num_samples` new samples, `[batch]`."""
+        posterior = self.encode(x)
+        latent_samples = self._sample_latents(posterior, seed, num_samples)
+        log_weights = bounds.log_importance_weights(
+            self._log_likelihood_at(x, latent_samples), posterior, self.prior.distribution(), latent_samples
+        )
+        return tf.reduce_logsumexp(log_weights, axis=0)
+
+    def _bound_terms(self, x, seed, num_samples, training):
+        """ElboTerms and the log importance weights `[num_samples, batch]` of one draw."""
         x = tf.convert_to_tensor(x)
         posterior = self.encode(x, training=training)
         seed = self.seed_generator.next() if seed is None else seed
-        latent_sample = self._sample_latent(posterior, seed)
-        likelihood = self.decode(latent_sample, training=training)
-        return bounds.elbo_terms(
-            tf.cast(x, likelihood.dtype),
-            posterior,
-            likelihood,
-            self.prior.distribution(),
-            latent_sample,
-            self._resolve_kl_method(posterior),
-        )
+        latent_samples = self._sample_latents(posterior, seed, num_samples)
+        log_likelihood = self._log_likelihood_at(x, latent_samples, training)
+        prior = self.prior.distribution()
+        terms = bounds.elbo_terms(log_likelihood, posterior, prior, latent_samples, self._resolve_kl_method(posterior))
+        return terms, bounds.log_importance_weights(log_likelihood, posterior, prior, latent_samples)
+
+    def _log_likelihood_at(self, x, latent_samples, training=False):
+        """log p(x|z) for `latent_samples: [k, batch, latent_dim]`, `[k, batch]`.
+
+        Decodes all k * batch latents in one call of the decoder.
+        """
+        num_samples, batch = tf.shape(latent_samples)[0], tf.shape(latent_samples)[1]
+        likelihood = self.decode(tf.reshape(latent_samples, [-1, self.latent_dim]), training=training)
+        x = tf.cast(x, likelihood.dtype)
+        x_per_sample = tf.broadcast_to(x[tf.newaxis], tf.concat([[num_samples], tf.shape(x)], axis=0))
+        x_per_sample = tf.reshape(x_per_sample, tf.concat([[-1], tf.shape(x)[1:]], axis=0))
+        return tf.reshape(likelihood.log_prob(x_per_sample), [num_samples, batch])
 
     def sample(self, num_samples, seed=None, mean=True):
         """Draws `num_samples` images, `[num_samples, *event_shape]`.
@@ -163,11 +219,16 @@ class VAE(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
+    def _per_example_loss(self, terms, log_weights):
+        if self.objective == "iwae":
+            return -bounds.importance_weighted_bound(log_weights)
+        return terms.reconstruction + self.beta * terms.kl
+
     def train_step(self, data):
         x = self._unpack(data)
         with tf.GradientTape() as tape:
-            terms = self.elbo_terms(x, training=True)
-            per_example_loss = terms.reconstruction + self.beta * terms.kl
+            terms, log_weights = self._bound_terms(x, None, self.num_samples, training=True)
+            per_example_loss = self._per_example_loss(terms, log_weights)
             # Sum over the local batch divided by the *global* batch size, so that
             # the gradients that tf.distribute sums over replicas are the
             # gradient of the global mean.
@@ -180,8 +241,8 @@ class VAE(keras.Model):
         return self._update_metrics(terms, per_example_loss)
 
     def test_step(self, data):
-        terms = self.elbo_terms(self._unpack(data))
-        return self._update_metrics(terms, terms.reconstruction + self.beta * terms.kl)
+        terms, log_weights = self._bound_terms(self._unpack(data), None, self.num_samples, training=False)
+        return self._update_metrics(terms, self._per_example_loss(terms, log_weights))
 
     def _update_metrics(self, terms, per_example_loss):
         for name, value in zip(METRIC_NAMES, (per_example_loss, terms.elbo, terms.reconstruction, terms.kl)):
@@ -199,8 +260,8 @@ class VAE(keras.Model):
         return self._kl_method
 
     @staticmethod
-    def _sample_latent(posterior, seed):
-        """One reparameterised z ~ q(z|x), `[batch, latent_dim]`.
+    def _sample_latents(posterior, seed, num_samples=1):
+        """Reparameterised z ~ q(z|x), `[num_samples, batch, latent_dim]`.
 
         Under tf.distribute each replica draws the noise of the whole global
         batch from the shared seed and keeps its own block, so replicas use
@@ -212,9 +273,9 @@ class VAE(keras.Model):
         seed = tf.cast(seed, tf.int32)
         context = tf.distribute.get_replica_context()
         if context is None or context.num_replicas_in_sync == 1:
-            return posterior.sample(seed=seed)
-        samples = posterior.sample(context.num_replicas_in_sync, seed=seed)
-        return tf.gather(samples, context.replica_id_in_sync_group)
+            return posterior.sample(num_samples, seed=seed)
+        samples = posterior.sample([num_samples, context.num_replicas_in_sync], seed=seed)
+        return tf.gather(samples, context.replica_id_in_sync_group, axis=1)
 
     # Serialization ------------------------------------------------------------
 
@@ -227,6 +288,8 @@ class VAE(keras.Model):
             "beta": self.beta,
             "kl": self.kl,
             "seed": self.seed,
+            "objective": self.objective,
+            "num_samples": self.num_samples,
         }
 
     @classmethod
