@@ -57,6 +57,8 @@ def build_parser():
     train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
     train.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (1 = ELBO)")
+    train.add_argument("--objective", default="elbo", choices=["elbo", "iwae"], help="iwae: the bound L_k of Burda et al.")
+    train.add_argument("--num-samples", type=_positive_int, default=1, help="samples z per example (k of IWAE)")
     train.add_argument("--binarize", default="auto", choices=["auto", "dynamic", "none"],
                        help="binarize grey images afresh each epoch; auto: dynamic, except none for binarized_mnist")
     train.add_argument("--seed", type=int, default=0)
@@ -72,6 +74,8 @@ def build_parser():
     evaluate.add_argument("--dataset", default=None, choices=DATASET_CHOICES, help="default: the run's dataset")
     evaluate.add_argument("--split", default="test", choices=SPLIT_CHOICES)
     evaluate.add_argument("--max-examples", type=_positive_int, default=None)
+    evaluate.add_argument("--num-samples", type=_positive_int, default=None,
+                          help="also estimate the NLL by the importance-weighted bound with this many samples (e.g. 5000)")
     evaluate.add_argument("--data-dir", default=None)
 
     sample = commands.add_parser("sample", help="write a grid of images drawn from the model")
@@ -116,6 +120,8 @@ def _train(args):
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         beta=args.beta,
+        objective=args.objective,
+        num_samples=args.num_samples,
         seed=args.seed,
         max_examples=args.max_examples,
     )
@@ -148,8 +154,12 @@ def _print_table(rows):
 
 
 def _evaluate(args):
-    metrics = training.evaluate(args.model, dataset=args.dataset, split=args.split, data_dir=args.data_dir, max_examples=args.max_examples)
-    _print_table([(f"{name} (nats)", f"{metrics[name]:.3f}") for name in ("elbo", "reconstruction", "kl")])
+    metrics = training.evaluate(args.model, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
+                                max_examples=args.max_examples, num_samples=args.num_samples)
+    rows = [(f"{name} (nats)", f"{metrics[name]:.3f}") for name in ("elbo", "reconstruction", "kl")]
+    if args.num_samples:
+        rows += [(f"NLL, k={args.num_samples} (nats)", f"{metrics['nll']:.3f}"), ("NLL (bits/dim)", f"{metrics['bits_per_dim']:.4f}")]
+    _print_table(rows)
     return EXIT_OK
 
 

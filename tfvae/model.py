@@ -127,7 +127,7 @@ class VAE(keras.Model):
 
     def elbo_terms(self, x, seed=None, num_samples=1, training=False):
         """`tfvae.bounds.ElboTerms` (elbo, reconstruction, kl), each `[batch]`."""
-        return self._bound_terms(x, seed, num_samples, training)[0]
+        return self._bound_terms(x, seed, num_samples, training, with_log_weights=False)[0]
 
     def log_likelihood(self, x, num_samples=5000, chunk_size=100, seed=None):
         """Importance-weighted estimate L_k of log p(x) per example, `[batch]`, in nats.
@@ -158,8 +158,11 @@ class VAE(keras.Model):
         )
         return tf.reduce_logsumexp(log_weights, axis=0)
 
-    def _bound_terms(self, x, seed, num_samples, training):
-        """ElboTerms and the log importance weights `[num_samples, batch]` of one draw."""
+    def _bound_terms(self, x, seed, num_samples, training, with_log_weights):
+        """ElboTerms of one draw and, if asked, its log importance weights `[num_samples, batch]`.
+
+        The weights cost two more log-densities per sample: only IWAE needs them.
+        """
         x = tf.convert_to_tensor(x)
         posterior = self.encode(x, training=training)
         seed = self.seed_generator.next() if seed is None else seed
@@ -167,6 +170,8 @@ class VAE(keras.Model):
         log_likelihood = self._log_likelihood_at(x, latent_samples, training)
         prior = self.prior.distribution()
         terms = bounds.elbo_terms(log_likelihood, posterior, prior, latent_samples, self._resolve_kl_method(posterior))
+        if not with_log_weights:
+            return terms, None
         return terms, bounds.log_importance_weights(log_likelihood, posterior, prior, latent_samples)
 
     def _log_likelihood_at(self, x, latent_samples, training=False):
@@ -174,6 +179,9 @@ class VAE(keras.Model):
 
         Decodes all k * batch latents in one call of the decoder.
         """
+        if latent_samples.shape[0] == 1:  # the common case: no copies of x
+            likelihood = self.decode(latent_samples[0], training=training)
+            return likelihood.log_prob(tf.cast(x, likelihood.dtype))[tf.newaxis]
         num_samples, batch = tf.shape(latent_samples)[0], tf.shape(latent_samples)[1]
         likelihood = self.decode(tf.reshape(latent_samples, [-1, self.latent_dim]), training=training)
         x = tf.cast(x, likelihood.dtype)
@@ -227,7 +235,9 @@ class VAE(keras.Model):
     def train_step(self, data):
         x = self._unpack(data)
         with tf.GradientTape() as tape:
-            terms, log_weights = self._bound_terms(x, None, self.num_samples, training=True)
+            terms, log_weights = self._bound_terms(
+                x, None, self.num_samples, training=True, with_log_weights=self.objective == "iwae"
+            )
             per_example_loss = self._per_example_loss(terms, log_weights)
             # Sum over the local batch divided by the *global* batch size, so that
             # the gradients that tf.distribute sums over replicas are the
@@ -241,7 +251,9 @@ class VAE(keras.Model):
         return self._update_metrics(terms, per_example_loss)
 
     def test_step(self, data):
-        terms, log_weights = self._bound_terms(self._unpack(data), None, self.num_samples, training=False)
+        terms, log_weights = self._bound_terms(
+            self._unpack(data), None, self.num_samples, training=False, with_log_weights=self.objective == "iwae"
+        )
         return self._update_metrics(terms, self._per_example_loss(terms, log_weights))
 
     def _update_metrics(self, terms, per_example_loss):

@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import json
 import logging
+import math
 import os
 import pathlib
 import shutil
@@ -63,6 +64,8 @@ class TrainingConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     beta: float = 1.0
+    objective: Literal["elbo", "iwae"] = "elbo"
+    num_samples: int = 1
     seed: int = 0
     max_examples: Optional[int] = None
 
@@ -73,7 +76,10 @@ class TrainingConfig:
         _check_choice("binarize", self.binarize, data.BINARIZE_CHOICES)
         if self.binarize and data.DATASETS[self.dataset].max_pixel_value == 1:
             raise ValueError(f"binarize={self.binarize!r} does not apply to {self.dataset!r}: it is binary already.")
-        for name in ("latent_dim", "epochs", "batch_size"):
+        _check_choice("objective", self.objective, {"elbo": None, "iwae": None})
+        if self.objective == "iwae" and self.beta != 1:
+            raise ValueError(f"`beta` must be 1 with objective='iwae'; received {self.beta!r}.")
+        for name in ("latent_dim", "epochs", "batch_size", "num_samples"):
             _check_positive_int(name, getattr(self, name))
         if self.max_examples is not None:
             _check_positive_int("max_examples", self.max_examples)
@@ -124,7 +130,9 @@ def build_vae(config, image_shape):
     encoder, decoder = architectures.encoder_and_decoder(
         config.arch, image_shape, config.latent_dim, likelihood=config.likelihood
     )
-    return VAE(encoder, decoder, beta=config.beta, seed=config.seed)
+    return VAE(
+        encoder, decoder, beta=config.beta, seed=config.seed, objective=config.objective, num_samples=config.num_samples
+    )
 
 
 class CheckpointAndInterrupt(keras.callbacks.Callback):
@@ -305,17 +313,29 @@ def load_run(run_dir):
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
         raise FileNotFoundError(f"{str(run_dir)!r} holds no {MODEL_FILE}: not a finished tfvae run.")
-    return keras.models.load_model(model_path), read_config(run_dir)
+    vae = keras.models.load_model(model_path)
+    if not vae.compiled:
+        # Saved without optimizer state (as the shipped models are): Keras needs
+        # a compiled model to `evaluate`, which uses no optimizer.
+        vae.compile()
+    return vae, read_config(run_dir)
 
 
-def evaluate(run_dir, dataset=None, split="test", data_dir=None, max_examples=None):
-    """The ELBO and its parts, per example in nats, of a run's model on a split.
+def evaluate(run_dir, dataset=None, split="test", data_dir=None, max_examples=None, num_samples=None, verbose=1):
+    """The ELBO and its parts, and optionally the NLL, of a run's model on a split.
 
-    `dataset` defaults to the run's own; its preprocessing (binarisation) is the
-    run's. Returns `{"elbo", "reconstruction", "kl", "loss"}`.
+    `dataset` defaults to the run's own; its preprocessing (binarisation) is
+    the run's. With `num_samples=k`, also estimates log p(x) by the
+    importance-weighted bound L_k (`VAE.log_likelihood`), with a progress bar.
+
+    Returns a dict, per example in nats: `elbo`, `reconstruction`, `kl`,
+    `loss`, and with `num_samples` also `nll` (-mean L_k) and
+    `bits_per_dim` (nll / (dimensions * ln 2)).
     """
     if split not in data.SPLIT_NAMES:
         raise ValueError(f"Unknown `split` {split!r}; known: {list(data.SPLIT_NAMES)}.")
+    if num_samples is not None:
+        _check_positive_int("num_samples", num_samples)
     vae, config = load_run(run_dir)
     overrides = {"max_examples": max_examples}
     if dataset is not None and dataset != config.dataset:
@@ -327,7 +347,25 @@ def evaluate(run_dir, dataset=None, split="test", data_dir=None, max_examples=No
             f"Dataset {splits.name!r} has images of shape {splits.image_shape}, but the model "
             f"expects {tuple(vae.encoder.inputs[0].shape[1:])}."
         )
-    return vae.evaluate(splits[split], verbose=0, return_dict=True)
+    metrics = vae.evaluate(splits[split], verbose=0, return_dict=True)
+    if num_samples is not None:
+        metrics["nll"] = -float(np.mean(log_likelihoods(vae, splits[split], splits.has_labels, num_samples, config.seed, verbose)))
+        metrics["bits_per_dim"] = metrics["nll"] / (math.prod(splits.image_shape) * math.log(2))
+    return metrics
+
+
+def log_likelihoods(vae, dataset, has_labels, num_samples, seed=0, verbose=1, chunk_size=100):
+    """L_k estimates of log p(x) for every example of `dataset`, `[num_examples]`.
+
+    Batch i uses the seed (seed, i), so a run repeats exactly.
+    """
+    batches = list(dataset.map(lambda *element: element[0]) if has_labels else dataset)
+    progress = keras.utils.Progbar(len(batches), verbose=verbose, unit_name="batch")
+    estimates = []
+    for index, images in enumerate(batches):
+        estimates.append(vae.log_likelihood(images, num_samples=num_samples, chunk_size=chunk_size, seed=(seed, index)).numpy())
+        progress.update(index + 1, values=[("nll", -float(np.mean(estimates[-1])))])
+    return np.concatenate(estimates)
 
 
 def write_figures(vae, dataset, has_labels, history, out_dir, num_latent_points=5000):
