@@ -1,10 +1,13 @@
 import dataclasses
 import json
 
+import keras
+import numpy as np
 import pytest
 
 from tfvae import training
 from tfvae.training import TrainingConfig
+from tests.test_data import DATA_DIR, needs_prepared_data
 
 
 def test_config_round_trips_through_json():
@@ -49,3 +52,33 @@ def test_run_directory_is_not_replaced_without_overwrite(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(FileNotFoundError, match="Cannot resume"):
         training.prepare_run_directory(tmp_path / "missing", resume=True)
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Sets the encoder's first kernel to NaN after a given batch of a given epoch."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.current_epoch = epoch, batch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.current_epoch, batch) == (self.epoch, self.batch):
+            kernel = self.model.encoder.trainable_weights[0]
+            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+
+@needs_prepared_data
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=3, batch_size=50, max_examples=200)
+    with pytest.raises(training.NonFiniteLossError) as raised:
+        training.train(config, tmp_path, data_dir=DATA_DIR, verbose=0, callbacks=[PoisonWeights(epoch=1, batch=1)])
+    message = str(raised.value)
+    assert "epoch 2, batch 3 (step 7 of this run)" in message and "loss=nan" in message
+    assert "Last finite values: elbo=" in message and "checkpoint after epoch 1 is kept" in message
+    assert not (tmp_path / "model.keras").exists()
+    # The kept checkpoint holds finite weights from the end of epoch 1: resuming works.
+    summary = training.train(None, tmp_path, data_dir=DATA_DIR, resume=True, verbose=0)
+    assert summary["epochs_done"] == 3 and np.isfinite(summary["elbo"])

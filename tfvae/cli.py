@@ -190,6 +190,6 @@ def main(argv=None):
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileExistsError, FileNotFoundError, data.DatasetUnavailableError) as error:
+    except (ValueError, OSError, data.DatasetUnavailableError, training.NonFiniteLossError) as error:
         print(f"tfvae {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE if isinstance(error, ValueError) else EXIT_FAILURE

@@ -165,6 +165,8 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
+        if not all(math.isfinite(float(value)) for value in (logs or {}).values()):
+            return  # keep the last good checkpoint; StopOnNonFiniteLoss reports
         if not self.interrupted:
             self.finished_epochs.assign(epoch + 1)
         self.manager.save()
@@ -173,6 +175,44 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first step whose loss is NaN or infinite.
+
+    Remembers the step (epoch, batch and global step) and the last finite
+    logs, for the error that `train` raises afterwards.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.failure = None
+        self._last_finite = {}
+        self._epoch = 0
+        self._global_step = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._global_step += 1
+        logs = {name: float(value) for name, value in (logs or {}).items()}
+        if all(math.isfinite(value) for value in logs.values()):
+            self._last_finite = logs
+            return
+        self.failure = (
+            f"Non-finite loss at epoch {self._epoch + 1}, batch {batch + 1} (step {self._global_step} of this run): "
+            f"{_format_logs(logs)}. Last finite values: {_format_logs(self._last_finite) or 'none'}."
+        )
+        self.model.stop_training = True
+
+
+def _format_logs(logs):
+    return ", ".join(f"{name}={value:.4g}" for name, value in sorted(logs.items()))
 
 
 def prepare_run_directory(out_dir, resume=False, overwrite=False):
@@ -196,7 +236,7 @@ def prepare_run_directory(out_dir, resume=False, overwrite=False):
     return out_dir
 
 
-def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose=1):
+def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose=1, callbacks=()):
     """Trains a VAE as `config` says and writes a run directory (module doc).
 
     Args:
@@ -207,6 +247,11 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
       resume: continue the unfinished run in `out_dir` from its checkpoint.
       overwrite: replace a non-empty `out_dir`.
       verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
+      callbacks: more Keras callbacks for `fit`, run after tfvae's own.
+
+    Raises:
+      NonFiniteLossError: a step's loss was NaN or infinite; training stops
+        there and the last epoch's checkpoint (if any) is kept for `resume`.
 
     Returns:
       A dict: `interrupted` (bool), `epochs_done`, and, when training
@@ -239,10 +284,13 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
     if resume:
         _keep_history_rows(out_dir, initial_epoch)  # drop a row of an interrupted epoch
     checkpointing = CheckpointAndInterrupt(manager, finished_epochs)
+    non_finite = StopOnNonFiniteLoss()
     callbacks = [
+        non_finite,  # first, so that later callbacks see stop_training set
         keras.callbacks.CSVLogger(str(out_dir / HISTORY_FILE), append=resume),
         keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
         checkpointing,
+        *callbacks,
     ]
     started = time.perf_counter()
     vae.fit(
@@ -254,6 +302,9 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
         verbose=verbose,
     )
     wall_time = time.perf_counter() - started
+    if non_finite.failure:
+        kept = f"the checkpoint after epoch {int(finished_epochs)} is kept" if manager.latest_checkpoint else "no checkpoint was saved"
+        raise NonFiniteLossError(f"{non_finite.failure} Training stopped; {kept} in {str(out_dir / CHECKPOINT_DIR)!r}.")
     if checkpointing.interrupted:
         return {"interrupted": True, "epochs_done": int(finished_epochs)}
 
