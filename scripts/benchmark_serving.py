@@ -55,7 +55,7 @@ def main():
     saved_model_path = pathlib.Path(args.saved_model or pathlib.Path(args.model) / "serving" / "1")
     if not saved_model_path.exists():
         export.export(vae, saved_model_path)
-    saved_model = tf.saved_model.load(str(saved_model_path))
+    saved_model = export.load(saved_model_path)
     functions = export.serving_functions(vae)
     image_shape = tuple(vae.encoder.inputs[0].shape[1:])
     rng = np.random.default_rng(0)

@@ -77,6 +77,18 @@ def serving_functions(vae):
     }
 
 
+def load(path):
+    """Loads an exported SavedModel, with a one-line error if it is missing or corrupt."""
+    path = pathlib.Path(path)
+    if not (path / "saved_model.pb").is_file():
+        raise ValueError(f"{str(path)!r} holds no saved_model.pb: not a SavedModel directory.")
+    try:
+        return tf.saved_model.load(str(path))
+    except Exception as error:  # protobuf, checkpoint and op errors all mean "unreadable"
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{str(path)!r} is not a readable SavedModel ({type(error).__name__}: {reason[:200]}).") from error
+
+
 def _check_finite_weights(vae):
     bad = [w.path for w in vae.weights if w.dtype.startswith("float") and not np.all(np.isfinite(w.numpy()))]
     if bad:

@@ -13,6 +13,7 @@ import random
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfvae import bounds
 from tfvae import export as export_lib
@@ -20,6 +21,23 @@ from tfvae.layers import SERIALIZATION_PACKAGE
 from tfvae.priors import StandardNormal
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
+
+
+def _binary(x, elementwise=False):
+    values = tf.logical_or(tf.equal(x, 0), tf.equal(x, 1))
+    return values if elementwise else tf.reduce_all(values)
+
+
+def _finite(x, elementwise=False):
+    values = tf.math.is_finite(x)
+    return values if elementwise else tf.reduce_all(values)
+
+
+# What data each likelihood family accepts, checked before fit and evaluate.
+SUPPORT_CHECKS = {
+    tfp.distributions.Bernoulli: (_binary, "0 or 1"),
+    tfp.distributions.Normal: (_finite, "finite numbers"),
+}
 OBJECTIVES = ("elbo", "iwae")
 
 
@@ -50,6 +68,9 @@ class VAE(keras.Model):
         bound L_k of Burda et al. (2015) with k = `num_samples`.
       num_samples: samples z ~ q(z|x) per example and step, k >= 1; with
         the ELBO, its terms average over them.
+      check_support: before `fit` and `evaluate`, refuse data outside the
+        likelihood's support, e.g. grey values for a Bernoulli likelihood.
+        False trains on them anyway (the relaxation some examples use).
 
     The training loss per example is reconstruction + beta * kl for the
     ELBO and -L_k for IWAE (beta must then be 1). Logged
@@ -59,7 +80,17 @@ class VAE(keras.Model):
     """
 
     def __init__(
-        self, encoder, decoder, prior=None, beta=1.0, kl="auto", seed=None, objective="elbo", num_samples=1, **kwargs
+        self,
+        encoder,
+        decoder,
+        prior=None,
+        beta=1.0,
+        kl="auto",
+        seed=None,
+        objective="elbo",
+        num_samples=1,
+        check_support=True,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         posterior_dim = _latent_dim_of(encoder, "outputs")
@@ -101,6 +132,7 @@ class VAE(keras.Model):
         self.kl = kl
         self.objective = objective
         self.num_samples = num_samples
+        self.check_support = bool(check_support)
         self.seed = random.randint(0, 2**31 - 1) if seed is None else int(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
@@ -223,6 +255,58 @@ class VAE(keras.Model):
 
     # Training -----------------------------------------------------------------
 
+    def fit(self, x=None, *args, **kwargs):
+        """`keras.Model.fit`, after checking the first batch (see `check_input`)."""
+        self.check_input(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """`keras.Model.evaluate`, after checking the first batch (see `check_input`)."""
+        self.check_input(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def check_input(self, data):
+        """Raises ValueError, before any work, if `data` cannot train this model.
+
+        Looks at the first batch of a `tf.data.Dataset` (or all of an array):
+        it must not be empty, must be numeric with the encoder's input shape
+        after the batch axis, and (with `check_support`) must lie in the
+        likelihood's support.
+        """
+        if data is None:
+            return
+        if isinstance(data, tf.data.Dataset):
+            first = next(iter(data.take(1)), None)
+            if first is None:
+                raise ValueError("The dataset `x` is empty: it yields no batch.")
+            x = self._unpack(first)
+        else:
+            x = self._unpack(data) if isinstance(data, tuple) else data
+        if isinstance(x, dict) or not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise ValueError(f"`x` must be a tensor or array of images; received {type(x).__name__}.")
+        expected = tuple(self.encoder.inputs[0].shape[1:]) if getattr(self.encoder, "inputs", None) else None
+        received = tuple(x.shape[1:])
+        if expected is not None and received != expected:
+            raise ValueError(f"`x` must have shape [batch, {', '.join(map(str, expected))}]; received {tuple(x.shape)}.")
+        if x.shape[0] == 0:
+            raise ValueError("`x` is empty: it holds no example.")
+        dtype = tf.as_dtype(x.dtype)
+        if not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
+            raise ValueError(f"`x` must hold numbers; received dtype {dtype.name}.")
+        if self.check_support:
+            self._check_support(tf.cast(x, self.compute_dtype))
+
+    def _check_support(self, x):
+        likelihood = self.decode(tf.zeros([1, self.latent_dim], self.compute_dtype))
+        family = type(getattr(likelihood, "distribution", likelihood))
+        for base, (in_support, description) in SUPPORT_CHECKS.items():
+            if issubclass(family, base) and not bool(in_support(x)):
+                outside = tf.boolean_mask(tf.reshape(x, [-1]), ~tf.reshape(in_support(x, elementwise=True), [-1]))
+                raise ValueError(
+                    f"`x` holds values outside the {base.__name__} likelihood's support ({description}), e.g. "
+                    f"{float(outside[0])}. Binarize the data, or pass check_support=False to train on them anyway."
+                )
+
     @property
     def metrics(self):
         return list(self.trackers.values())
@@ -302,6 +386,7 @@ class VAE(keras.Model):
             "seed": self.seed,
             "objective": self.objective,
             "num_samples": self.num_samples,
+            "check_support": self.check_support,
         }
 
     @classmethod

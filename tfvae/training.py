@@ -74,6 +74,12 @@ class TrainingConfig:
         _check_choice("arch", self.arch, architectures.ARCHITECTURES)
         _check_choice("likelihood", self.likelihood, architectures.LIKELIHOODS)
         _check_choice("binarize", self.binarize, data.BINARIZE_CHOICES)
+        grey = data.DATASETS[self.dataset].max_pixel_value > 1 and self.binarize is None
+        if self.likelihood == "bernoulli" and grey:
+            raise ValueError(
+                f"A Bernoulli likelihood needs binary pixels, but {self.dataset!r} has grey levels and "
+                "binarize is none: use binarize='dynamic' or likelihood='gaussian'."
+            )
         if self.binarize and data.DATASETS[self.dataset].max_pixel_value == 1:
             raise ValueError(f"binarize={self.binarize!r} does not apply to {self.dataset!r}: it is binary already.")
         _check_choice("objective", self.objective, {"elbo": None, "iwae": None})
@@ -364,7 +370,11 @@ def load_run(run_dir):
     model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
         raise FileNotFoundError(f"{str(run_dir)!r} holds no {MODEL_FILE}: not a finished tfvae run.")
-    vae = keras.models.load_model(model_path)
+    try:
+        vae = keras.models.load_model(model_path)
+    except Exception as error:  # zipfile, h5py and JSON errors all mean "unreadable"
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{str(model_path)!r} is not a readable .keras model ({type(error).__name__}: {reason}).") from error
     if not vae.compiled:
         # Saved without optimizer state (as the shipped models are): Keras needs
         # a compiled model to `evaluate`, which uses no optimizer.
