@@ -82,3 +82,16 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     # The kept checkpoint holds finite weights from the end of epoch 1: resuming works.
     summary = training.train(None, tmp_path, data_dir=DATA_DIR, resume=True, verbose=0)
     assert summary["epochs_done"] == 3 and np.isfinite(summary["elbo"])
+
+
+@needs_prepared_data
+def test_train_runs_under_a_mirrored_strategy_with_the_global_batch(tmp_path):
+    strategy = training.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=1, batch_size=50, max_examples=200)
+    summary = training.train(config, tmp_path, data_dir=DATA_DIR, verbose=0, strategy=strategy)
+    assert np.isfinite(summary["elbo"])
+    vae, _ = training.load_run(tmp_path)
+    assert all(np.all(np.isfinite(w)) for w in vae.get_weights())
+    with pytest.raises(ValueError, match=r"Unknown `strategy` 'horovod'; known: \['default', 'mirrored', 'multi_worker', 'tpu'\]"):
+        training.make_strategy("horovod")

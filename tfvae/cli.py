@@ -65,6 +65,8 @@ def build_parser():
     train.add_argument("--max-examples", type=_positive_int, default=None, help="use only the first N examples of each split")
     train.add_argument("--out", default=None, help="run directory (default: saved_models/DATASET_ARCH)")
     train.add_argument("--data-dir", default=None, help="tensorflow-datasets directory (default: $TFDS_DATA_DIR)")
+    train.add_argument("--strategy", default="default", choices=training.STRATEGIES,
+                       help="tf.distribute strategy: mirrored (local GPUs), multi_worker (TF_CONFIG), tpu")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     train.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress: bar (1), line per epoch (2)")
@@ -105,7 +107,9 @@ def _train(args):
         config = training.read_config(args.out)
         if args.epochs:
             config = dataclasses.replace(config, epochs=args.epochs)
-        return _report(training.train(config, args.out, data_dir=args.data_dir, resume=True, verbose=args.verbose), args.out)
+        summary = training.train(config, args.out, data_dir=args.data_dir, resume=True, verbose=args.verbose,
+                                 strategy=training.make_strategy(args.strategy))
+        return _report(summary, args.out)
     if args.binarize == "auto":
         binarize = None if args.dataset == "binarized_mnist" else "dynamic"
     else:
@@ -126,7 +130,8 @@ def _train(args):
         max_examples=args.max_examples,
     )
     out = args.out or f"saved_models/{config.dataset}_{config.arch}"
-    summary = training.train(config, out, data_dir=args.data_dir, overwrite=args.overwrite, verbose=args.verbose)
+    summary = training.train(config, out, data_dir=args.data_dir, overwrite=args.overwrite, verbose=args.verbose,
+                             strategy=training.make_strategy(args.strategy))
     return _report(summary, out)
 
 

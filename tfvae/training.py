@@ -40,6 +40,8 @@ from tfvae.model import VAE
 
 logger = logging.getLogger(__name__)
 
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
@@ -117,6 +119,35 @@ def _check_choice(name, value, choices):
 def _check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
+
+
+def make_strategy(name="default", devices=None):
+    """The `tf.distribute.Strategy` called `name`.
+
+    "default": the current (single-device) strategy; "mirrored": all local
+    GPUs, or the given `devices`; "multi_worker": `MultiWorkerMirroredStrategy`,
+    which reads the cluster from `TF_CONFIG`; "tpu": `TPUStrategy` on the TPU
+    cluster that `TPUClusterResolver` finds.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"Unknown `strategy` {name!r}; known: {list(STRATEGIES)}.")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _shard_by_data(dataset):
+    """Each worker reads every file but keeps its own share of the examples."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def load_data(config, data_dir=None):
@@ -242,7 +273,7 @@ def prepare_run_directory(out_dir, resume=False, overwrite=False):
     return out_dir
 
 
-def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose=1, callbacks=()):
+def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose=1, callbacks=(), strategy=None):
     """Trains a VAE as `config` says and writes a run directory (module doc).
 
     Args:
@@ -254,6 +285,9 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
       overwrite: replace a non-empty `out_dir`.
       verbose: Keras progress bar (1), one line per epoch (2) or silent (0).
       callbacks: more Keras callbacks for `fit`, run after tfvae's own.
+      strategy: a `tf.distribute.Strategy` (see `make_strategy`) to build and
+        train the model under; None is the default strategy. Batches are
+        global: each of N replicas sees batch_size / N examples per step.
 
     Raises:
       NonFiniteLossError: a step's loss was NaN or infinite; training stops
@@ -276,9 +310,12 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
     (out_dir / CONFIG_FILE).write_text(config.to_json())
 
     keras.utils.set_random_seed(config.seed)
-    vae = build_vae(config, splits.image_shape)
-    vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    vae.optimizer.build(vae.trainable_variables)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        vae = build_vae(config, splits.image_shape)
+        vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        vae.optimizer.build(vae.trainable_variables)
+    # Bookkeeping read on the host, so created outside the strategy's scope.
     finished_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
     checkpoint = tf.train.Checkpoint(model=vae, optimizer=vae.optimizer, finished_epochs=finished_epochs)
     manager = tf.train.CheckpointManager(checkpoint, out_dir / CHECKPOINT_DIR, max_to_keep=1)
@@ -300,8 +337,8 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
     ]
     started = time.perf_counter()
     vae.fit(
-        splits.train,
-        validation_data=splits.validation,
+        _shard_by_data(splits.train),
+        validation_data=_shard_by_data(splits.validation),
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         callbacks=callbacks,
