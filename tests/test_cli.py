@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -153,7 +154,8 @@ def test_export_writes_a_saved_model_and_keeps_an_existing_one(trained_run, tmp_
 def test_evaluate_reports_nll_and_bits_per_dim_of_the_pretrained_model(capsys):
     argv = ["evaluate", "--model", str(PRETRAINED), "--num-samples", "20", "--max-examples", "200", "--data-dir", str(DATA_DIR)]
     assert cli.main(argv) == 0
-    rows = dict(line.strip().rsplit(None, 1) for line in capsys.readouterr().out.splitlines() if "(nats)" in line or "bits/dim" in line)
+    # The progress bar may leave its last line open, so find the rows anywhere.
+    rows = dict(re.findall(r"((?:elbo|reconstruction|kl|NLL, k=20) \(nats\)|NLL \(bits/dim\))\s+(-?[\d.]+)", capsys.readouterr().out))
     elbo, nll, bits = float(rows["elbo (nats)"]), float(rows["NLL, k=20 (nats)"]), float(rows["NLL (bits/dim)"])
     assert 60 < nll < -elbo + 1.0  # L_20 is at least about the ELBO (both estimated, so a margin)
     assert bits == pytest.approx(nll / (784 * np.log(2)), abs=1e-4)

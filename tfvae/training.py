@@ -457,10 +457,11 @@ def log_likelihoods(vae, dataset, has_labels, num_samples, seed=0, verbose=1, ch
 
     Batch i uses the seed (seed, i), so a run repeats exactly.
     """
-    batches = list(dataset.map(lambda *element: element[0]) if has_labels else dataset)
-    progress = keras.utils.Progbar(len(batches), verbose=verbose, unit_name="batch")
+    num_batches = int(dataset.cardinality())
+    progress = keras.utils.Progbar(num_batches if num_batches >= 0 else None, verbose=verbose, unit_name="batch")
     estimates = []
-    for index, images in enumerate(batches):
+    for index, element in enumerate(dataset):
+        images = element[0] if has_labels else element
         estimates.append(vae.log_likelihood(images, num_samples=num_samples, chunk_size=chunk_size, seed=(seed, index)).numpy())
         progress.update(index + 1, values=[("nll", -float(np.mean(estimates[-1])))])
     return np.concatenate(estimates)
