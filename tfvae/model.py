@@ -23,6 +23,14 @@ from tfvae.priors import StandardNormal
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
 
 
+def _in_multi_worker_mode(strategy):
+    """True under a MultiWorkerMirroredStrategy whose cluster has several workers."""
+    in_multi_worker_mode = getattr(strategy.extended, "_in_multi_worker_mode", None)
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        in_multi_worker_mode and in_multi_worker_mode()
+    )
+
+
 def _binary(x, elementwise=False):
     values = tf.logical_or(tf.equal(x, 0), tf.equal(x, 1))
     return values if elementwise else tf.reduce_all(values)
@@ -343,7 +351,13 @@ class VAE(keras.Model):
     def _update_metrics(self, terms, per_example_loss):
         for name, value in zip(METRIC_NAMES, (per_example_loss, terms.elbo, terms.reconstruction, terms.kl)):
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if _in_multi_worker_mode(self.distribute_strategy):
+            # Keras 3 reduces logs across workers with `reduce(MEAN, axis=0)`,
+            # which fails on scalars (tensorflow/tensorflow#72388); one-element
+            # logs are averaged over the workers and come back as scalars.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     @staticmethod
     def _unpack(data):
