@@ -140,3 +140,26 @@ def test_from_image_folder_without_subfolders_is_unlabelled(tmp_path):
     assert labels is None and images.shape == (8, 4, 4, 3)
     with pytest.raises(ValueError, match="must be an existing folder"):
         data.from_image_folder(tmp_path / "missing", image_size=(4, 4))
+
+
+def test_train_from_gives_each_epoch_the_batches_of_its_seed_and_number_alone():
+    images = (np.arange(40 * 4 * 4).reshape(40, 4, 4, 1) % 251).astype(np.uint8)
+    splits = data.from_array(images, labels=np.arange(40), batch_size=8, binarize="dynamic", seed=3,
+                             validation_fraction=0.1, test_fraction=0.1)
+    steps = splits.steps_per_epoch
+    assert steps == 4  # 32 training images
+
+    def batches(dataset, count):
+        return [(x.numpy(), y.numpy()) for x, y in dataset.take(count)]
+
+    from_zero = batches(splits.train_from(0, 3), 3 * steps)
+    assert len(batches(splits.train_from(0, 3), 99)) == 3 * steps
+    from_one = batches(splits.train_from(1, 3), steps)
+    for (x_a, y_a), (x_b, y_b) in zip(from_zero[steps : 2 * steps], from_one):
+        np.testing.assert_array_equal(x_a, x_b)
+        np.testing.assert_array_equal(y_a, y_b)
+    first, second = (np.concatenate([y for _, y in from_zero[e * steps : (e + 1) * steps]]) for e in (0, 1))
+    assert sorted(first) == sorted(second) and list(first) != list(second)  # reshuffled per epoch
+    skipped = batches(splits.train_from(1, 2, skip_batches=2), 1)
+    np.testing.assert_array_equal(skipped[0][1], from_zero[steps + 2][1])
+    assert set(np.unique(from_zero[0][0])) <= {0.0, 1.0}

@@ -67,6 +67,8 @@ def build_parser():
     train.add_argument("--data-dir", default=None, help="tensorflow-datasets directory (default: $TFDS_DATA_DIR)")
     train.add_argument("--strategy", default="default", choices=training.STRATEGIES,
                        help="tf.distribute strategy: mirrored (local GPUs), multi_worker (TF_CONFIG), tpu")
+    train.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="STEPS",
+                       help="also checkpoint every STEPS steps (checkpoints always follow each epoch and Ctrl-C)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     train.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress: bar (1), line per epoch (2)")
@@ -128,6 +130,7 @@ def _train(args):
         num_samples=args.num_samples,
         seed=args.seed,
         max_examples=args.max_examples,
+        checkpoint_every=args.checkpoint_every,
     )
     out = args.out or f"saved_models/{config.dataset}_{config.arch}"
     summary = training.train(config, out, data_dir=args.data_dir, overwrite=args.overwrite, verbose=args.verbose,
@@ -137,7 +140,7 @@ def _train(args):
 
 def _report(summary, out):
     if summary["interrupted"]:
-        print(f"Interrupted after {summary['epochs_done']} finished epochs; checkpoint saved. "
+        print(f"Interrupted at epoch {summary['epochs_done'] + 1}, step {summary['step_in_epoch']}; checkpoint saved. "
               f"Continue with: tfvae train --out {out} --resume")
         return EXIT_INTERRUPTED
     rows = [

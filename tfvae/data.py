@@ -18,8 +18,10 @@ for the same `seed`.
 """
 
 import dataclasses
+import math
 import os
 import pathlib
+from typing import Callable
 
 import keras
 import numpy as np
@@ -81,6 +83,28 @@ class Splits:
     has_labels: bool
     name: str
     num_examples: dict  # split -> examples per epoch
+    batch_size: int
+    epoch_batches: Callable  # int epoch -> that training epoch's batches (see train_from)
+
+    @property
+    def steps_per_epoch(self):
+        """Training batches per epoch."""
+        return math.ceil(self.num_examples["train"] / self.batch_size)
+
+    def train_from(self, first_epoch, last_epoch, skip_batches=0):
+        """Training batches of epochs `first_epoch` .. `last_epoch - 1`, one after another.
+
+        Epoch e's order and binarisation depend only on (seed, e), not on how
+        many epochs ran before in this process, so a run resumed at any
+        (epoch, batch) sees exactly the batches an uninterrupted run sees.
+        Use with `fit(steps_per_epoch=self.steps_per_epoch)`.
+        """
+        if not 0 <= first_epoch < last_epoch:
+            raise ValueError(f"Need 0 <= first_epoch < last_epoch; received {first_epoch} and {last_epoch}.")
+        batches = self.epoch_batches(first_epoch)
+        for epoch in range(first_epoch + 1, last_epoch):
+            batches = batches.concatenate(self.epoch_batches(epoch))
+        return batches.skip(skip_batches).prefetch(tf.data.AUTOTUNE)
 
     def __getitem__(self, split):
         if split not in SPLIT_NAMES:
@@ -99,7 +123,10 @@ def _check_common_arguments(batch_size, binarize, seed):
 
 def _binarize(images, random_ints):
     """x ~ Bernoulli(images), elementwise, from a stateless seed."""
-    seed = tf.stack([random_ints, tf.zeros_like(random_ints)])
+    return _binarize_with_seed(images, tf.stack([random_ints, tf.zeros_like(random_ints)]))
+
+
+def _binarize_with_seed(images, seed):
     noise = tf.random.stateless_uniform(tf.shape(images), seed=seed)
     return tf.cast(noise < images, tf.float32)
 
@@ -116,6 +143,25 @@ def _binarize_each_element(dataset, has_labels, seed, fresh_each_epoch):
     if has_labels:
         return zipped.map(lambda example, r: (_binarize(example[0], r), example[1]), num_parallel_calls=tf.data.AUTOTUNE)
     return zipped.map(_binarize, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _epoch_batches_function(examples, has_labels, batch_size, binarize, seed, shuffle_buffer):
+    """epoch -> the batches of that training epoch, a function of (seed, epoch) alone."""
+    cached = examples.cache()
+
+    def epoch_batches(epoch):
+        epoch_seed = (seed * 1_000_003 + epoch) % 2**31  # Python ints: tf.data wants them
+        shuffled = cached.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+        if binarize == "dynamic":
+            def draw(index, example):
+                images = example[0] if has_labels else example
+                binary = _binarize_with_seed(images, tf.stack([tf.constant(epoch_seed, tf.int64), index]))
+                return (binary, example[1]) if has_labels else binary
+
+            shuffled = shuffled.enumerate().map(draw, num_parallel_calls=tf.data.AUTOTUNE)
+        return shuffled.batch(batch_size)
+
+    return epoch_batches
 
 
 def _pipeline(examples, split, has_labels, batch_size, binarize, seed, shuffle_buffer):
@@ -184,8 +230,11 @@ def load(
         num_examples[split] = int(examples.cardinality())  # tfds records split sizes
         examples = _map_images(examples, source.has_labels, scale)
         pipelines[split] = _pipeline(examples, split, source.has_labels, batch_size, binarize, seed, shuffle_buffer)
+        if split == "train":
+            epoch_batches = _epoch_batches_function(examples, source.has_labels, batch_size, binarize, seed, shuffle_buffer)
     return Splits(
-        **pipelines, image_shape=source.image_shape, has_labels=source.has_labels, name=name, num_examples=num_examples
+        **pipelines, image_shape=source.image_shape, has_labels=source.has_labels, name=name,
+        num_examples=num_examples, batch_size=batch_size, epoch_batches=epoch_batches,
     )
 
 
@@ -250,8 +299,11 @@ def from_array(images, labels=None, batch_size=128, binarize=None, validation_fr
         examples = tf.data.Dataset.from_tensor_slices(tensors)
         num_examples[split] = len(indices)
         pipelines[split] = _pipeline(examples, split, labels is not None, batch_size, binarize, seed, shuffle_buffer)
+        if split == "train":
+            epoch_batches = _epoch_batches_function(examples, labels is not None, batch_size, binarize, seed, shuffle_buffer)
     return Splits(
-        **pipelines, image_shape=images.shape[1:], has_labels=labels is not None, name="array", num_examples=num_examples
+        **pipelines, image_shape=images.shape[1:], has_labels=labels is not None, name="array",
+        num_examples=num_examples, batch_size=batch_size, epoch_batches=epoch_batches,
     )
 
 

@@ -9,13 +9,16 @@ A run directory holds:
     model.keras     the trained VAE (written when training completes)
     history.csv     per-epoch metrics (Keras CSVLogger)
     logs/           TensorBoard logs
-    checkpoints/    model, optimizer and seed state while training is unfinished
+    checkpoints/    model, optimizer, seed state and position while unfinished
     samples.png, reconstructions.png, latent_space.png, loss_curves.png
     metrics.json    test ELBO and its parts, wall time, examples per second
 
-Ctrl-C (SIGINT) stops at the end of the current step and saves a checkpoint;
-`train(..., resume=True)` restores it and continues from the start of the
-interrupted epoch.
+Checkpoints follow every epoch, every `checkpoint_every` steps and Ctrl-C
+(SIGINT, which stops training at the end of the current step).
+`train(..., resume=True)` restores the latest one and continues from its
+exact step: each epoch's batches depend only on the seed and the epoch's
+number (`Splits.train_from`), so a run killed right after a checkpoint and
+resumed ends with the weights of an uninterrupted run.
 """
 
 import csv
@@ -70,6 +73,7 @@ class TrainingConfig:
     num_samples: int = 1
     seed: int = 0
     max_examples: Optional[int] = None
+    checkpoint_every: Optional[int] = None  # steps; checkpoints also follow each epoch
 
     def __post_init__(self):
         _check_choice("dataset", self.dataset, data.DATASETS)
@@ -89,8 +93,9 @@ class TrainingConfig:
             raise ValueError(f"`beta` must be 1 with objective='iwae'; received {self.beta!r}.")
         for name in ("latent_dim", "epochs", "batch_size", "num_samples"):
             _check_positive_int(name, getattr(self, name))
-        if self.max_examples is not None:
-            _check_positive_int("max_examples", self.max_examples)
+        for name in ("max_examples", "checkpoint_every"):
+            if getattr(self, name) is not None:
+                _check_positive_int(name, getattr(self, name))
         for name in ("learning_rate", "beta"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -172,21 +177,44 @@ def build_vae(config, image_shape):
     )
 
 
-class CheckpointAndInterrupt(keras.callbacks.Callback):
-    """Checkpoints after each finished epoch; turns Ctrl-C into a clean stop.
+class TrainingPosition:
+    """Where a run is: the epoch and the step within it that run next.
 
-    On SIGINT, training stops at the end of the current step. Keras still
-    ends the interrupted epoch (validation, `on_epoch_end`), but it is not
-    counted as finished: the checkpoint keeps the number of whole epochs, so
-    a resumed run repeats the interrupted one from its start, from the
-    weights and optimizer state reached when it stopped.
+    Held in variables so that `tf.train.Checkpoint` saves it with the model,
+    the optimizer and the seed-generator state.
     """
 
-    def __init__(self, manager, finished_epochs):
+    def __init__(self):
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+
+    def set(self, epoch, step):
+        self.epoch.assign(epoch)
+        self.step.assign(step)
+
+    def __iter__(self):
+        return iter((int(self.epoch), int(self.step)))
+
+
+class CheckpointAndInterrupt(keras.callbacks.Callback):
+    """Checkpoints every `every_steps` steps and after each epoch; Ctrl-C stops cleanly.
+
+    On SIGINT, training stops at the end of the current step and a checkpoint
+    of that step is saved, so that a resumed run continues exactly there.
+    Keras still ends the interrupted epoch (validation, `on_epoch_end`), but
+    it is not counted as finished. An epoch whose logs are not finite is not
+    saved: the last good checkpoint stays.
+    """
+
+    def __init__(self, manager, position, every_steps=None):
         super().__init__()
         self.manager = manager
-        self.finished_epochs = finished_epochs
+        self.position = position
+        self.every_steps = every_steps
         self.interrupted = False
+        self.first_step = 0  # the step of its epoch that the current `fit` starts at
+        self._epoch = 0
+        self._steps_done = 0  # steps of the current epoch done, counting from its start
         self._previous_handler = None
 
     def on_train_begin(self, logs=None):
@@ -197,15 +225,28 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
         self.interrupted = True
         logger.warning("Interrupted: stopping at the end of this step and saving a checkpoint.")
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._steps_done = self.first_step
+
     def on_train_batch_end(self, batch, logs=None):
+        self._steps_done = self.first_step + batch + 1
         if self.interrupted:
             self.model.stop_training = True
+            self._save(self._epoch, self._steps_done)
+        elif self.every_steps and self._steps_done % self.every_steps == 0:
+            self._save(self._epoch, self._steps_done)
 
     def on_epoch_end(self, epoch, logs=None):
-        if not all(math.isfinite(float(value)) for value in (logs or {}).values()):
-            return  # keep the last good checkpoint; StopOnNonFiniteLoss reports
-        if not self.interrupted:
-            self.finished_epochs.assign(epoch + 1)
+        self.first_step = 0
+        if self.interrupted or not all(math.isfinite(float(value)) for value in (logs or {}).values()):
+            return
+        self._save(epoch + 1, 0)
+
+    def _save(self, epoch, step):
+        if self.model.stop_training and not self.interrupted:
+            return  # stopped for a non-finite loss: keep the last good checkpoint
+        self.position.set(epoch, step)
         self.manager.save()
 
     def on_train_end(self, logs=None):
@@ -316,44 +357,57 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
         vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         vae.optimizer.build(vae.trainable_variables)
     # Bookkeeping read on the host, so created outside the strategy's scope.
-    finished_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoint = tf.train.Checkpoint(model=vae, optimizer=vae.optimizer, finished_epochs=finished_epochs)
+    position = TrainingPosition()
+    checkpoint = tf.train.Checkpoint(
+        model=vae, optimizer=vae.optimizer, seed_state=vae.seed_generator.state,
+        epoch=position.epoch, step_in_epoch=position.step,
+    )
     manager = tf.train.CheckpointManager(checkpoint, out_dir / CHECKPOINT_DIR, max_to_keep=1)
     if resume and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logger.info("Resumed from %s after %d epochs.", manager.latest_checkpoint, int(finished_epochs))
-
-    initial_epoch = int(finished_epochs)
+    start_epoch, start_step = position
     if resume:
-        _keep_history_rows(out_dir, initial_epoch)  # drop a row of an interrupted epoch
-    checkpointing = CheckpointAndInterrupt(manager, finished_epochs)
+        logger.info("Resuming at epoch %d, step %d.", start_epoch + 1, start_step)
+        _keep_history_rows(out_dir, start_epoch)  # drop a row of an interrupted epoch
+    checkpointing = CheckpointAndInterrupt(manager, position, every_steps=config.checkpoint_every)
     non_finite = StopOnNonFiniteLoss()
-    callbacks = [
-        non_finite,  # first, so that later callbacks see stop_training set
-        keras.callbacks.CSVLogger(str(out_dir / HISTORY_FILE), append=resume),
-        keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
-        checkpointing,
-        *callbacks,
-    ]
+    steps_per_epoch = splits.steps_per_epoch
+
+    def fit(first_epoch, first_step, last_epoch, append_history):
+        checkpointing.first_step = first_step
+        return vae.fit(
+            _shard_by_data(splits.train_from(first_epoch, last_epoch, skip_batches=first_step)),
+            steps_per_epoch=steps_per_epoch - first_step if first_step else steps_per_epoch,
+            validation_data=_shard_by_data(splits.validation),
+            epochs=last_epoch,
+            initial_epoch=first_epoch,
+            callbacks=[
+                non_finite,  # first, so that later callbacks see stop_training set
+                keras.callbacks.CSVLogger(str(out_dir / HISTORY_FILE), append=append_history),
+                keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
+                checkpointing,
+                *callbacks,
+            ],
+            verbose=verbose,
+        )
+
     started = time.perf_counter()
-    vae.fit(
-        _shard_by_data(splits.train),
-        validation_data=_shard_by_data(splits.validation),
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    if start_step:  # finish the interrupted epoch, then run the others
+        fit(start_epoch, start_step, start_epoch + 1, append_history=True)
+    if not (non_finite.failure or checkpointing.interrupted) and int(position.epoch) < config.epochs:
+        fit(int(position.epoch), 0, config.epochs, append_history=resume or bool(start_step))
     wall_time = time.perf_counter() - started
     if non_finite.failure:
-        kept = f"the checkpoint after epoch {int(finished_epochs)} is kept" if manager.latest_checkpoint else "no checkpoint was saved"
+        epoch, step = position
+        kept = f"the checkpoint at epoch {epoch + 1}, step {step} is kept" if manager.latest_checkpoint else "no checkpoint was saved"
         raise NonFiniteLossError(f"{non_finite.failure} Training stopped; {kept} in {str(out_dir / CHECKPOINT_DIR)!r}.")
     if checkpointing.interrupted:
-        return {"interrupted": True, "epochs_done": int(finished_epochs)}
+        epoch, step = position
+        return {"interrupted": True, "epochs_done": epoch, "step_in_epoch": step}
 
     _save_model_atomically(vae, out_dir / MODEL_FILE)
     test_metrics = vae.evaluate(splits.test, verbose=0, return_dict=True)
-    examples_seen = splits.num_examples["train"] * (config.epochs - initial_epoch)
+    examples_seen = splits.num_examples["train"] * (config.epochs - start_epoch) - start_step * config.batch_size
     summary = {
         "interrupted": False,
         "epochs_done": config.epochs,
