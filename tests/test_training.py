@@ -4,8 +4,10 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from tfvae import training
+import tfvae
+from tfvae import architectures, training
 from tfvae.training import TrainingConfig
 from tests.test_data import DATA_DIR, needs_prepared_data
 
@@ -82,6 +84,20 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     # The kept checkpoint holds finite weights from the end of epoch 1: resuming works.
     summary = training.train(None, tmp_path, data_dir=DATA_DIR, resume=True, verbose=0)
     assert summary["epochs_done"] == 3 and np.isfinite(summary["elbo"])
+
+
+def test_mirrored_strategies_made_one_after_another_train_models_of_different_sizes():
+    # Without distinct collective keys the second fit fails with "Shape
+    # mismatch in the collective instance 100" (tensorflow/tensorflow#62790).
+    x = (np.random.default_rng(0).uniform(size=(8, 4, 4, 1)) > 0.5).astype(np.float32)
+    for hidden_units in ((8,), (12, 6)):
+        strategy = training.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            vae = tfvae.VAE(architectures.mlp_encoder((4, 4, 1), 2, hidden_units=hidden_units),
+                            architectures.mlp_decoder(2, (4, 4, 1), hidden_units=hidden_units), seed=1)
+            vae.compile(optimizer=keras.optimizers.Adam(0.01))
+        history = vae.fit(tf.data.Dataset.from_tensor_slices(x).batch(4), epochs=1, verbose=0).history
+        assert np.isfinite(history["loss"][0])
 
 
 @needs_prepared_data

@@ -23,6 +23,7 @@ resumed ends with the weights of an uninterrupted run.
 
 import csv
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -44,6 +45,7 @@ from tfvae.model import VAE
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+_MIRRORED_KEY_BASES = itertools.count(start=100_000, step=100_000)
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -139,13 +141,33 @@ def make_strategy(name="default", devices=None):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices)
+        return _mirrored_strategy(devices)
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def _mirrored_strategy(devices):
+    """A `MirroredStrategy` whose collective ops cannot collide with another's.
+
+    Every `MirroredStrategy` numbers its collective all-reduces from the same
+    group and instance keys, and TensorFlow caches a key's tensor shape for the
+    life of the process. A second strategy in one process (a notebook's second
+    run, a second model) whose gradients have other shapes then fails with
+    "Shape mismatch in the collective instance 100" (tensorflow/tensorflow#62790).
+    TensorFlow's own tests avoid it by giving each strategy its own key base,
+    `MirroredStrategy._collective_key_base`, read once at construction; so do we.
+    """
+    strategy_class = tf.distribute.MirroredStrategy
+    default_base = strategy_class._collective_key_base
+    strategy_class._collective_key_base = next(_MIRRORED_KEY_BASES)
+    try:
+        return strategy_class(devices)
+    finally:
+        strategy_class._collective_key_base = default_base
 
 
 def _shard_by_data(dataset):
