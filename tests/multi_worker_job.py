@@ -46,7 +46,7 @@ def main():
                         architectures.mlp_decoder(2, IMAGE_SHAPE, hidden_units=(8,)), seed=5)
         vae.compile(optimizer=keras.optimizers.SGD(0.5))
     initial = {f"initial{i}": w for i, w in enumerate(vae.get_weights())}
-    history = vae.fit(training._shard_by_data(dataset), epochs=1, verbose=0).history
+    history = vae.fit(training.images_for_fit(dataset, has_labels=False), epochs=1, verbose=0).history
     np.savez(args.out, loss=history["loss"], **initial, **{f"w{i}": w for i, w in enumerate(vae.get_weights())})
 
 

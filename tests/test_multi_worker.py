@@ -1,16 +1,25 @@
 """Two worker processes on loopback train like one process on the same global batches.
 
-Each worker runs tests/multi_worker_job.py with its own TF_CONFIG (127.0.0.1,
-two ports). Bounded in time; the processes are killed whatever happens.
+Each worker runs tests/multi_worker_job.py, or the `tfvae train` command, with
+its own TF_CONFIG (127.0.0.1, two ports). Bounded in time; the processes are
+killed whatever happens.
 """
 
+import json
 import os
 import pathlib
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
+import keras
 import numpy as np
+
+from tfvae import training
+from tests.test_data import DATA_DIR, needs_prepared_data
 
 JOB = pathlib.Path(__file__).with_name("multi_worker_job.py")
 ROOT = JOB.parents[1]
@@ -52,3 +61,68 @@ def test_two_workers_end_with_the_weights_of_a_single_process_run(tmp_path):
     np.testing.assert_allclose(first["loss"], single["loss"], rtol=1e-5)
     moved = [not np.allclose(single[name], single[name.replace("w", "initial")]) for name in weights]
     assert sum(moved) >= 6  # the steps really trained
+
+
+TRAIN = ["train", "--strategy", "multi_worker", "--dataset", "mnist", "--binarize", "dynamic", "--latent-dim", "2",
+         "--batch-size", "20", "--max-examples", "400", "--epochs", "3", "--checkpoint-every", "3", "--verbose", "2",
+         "--data-dir", str(DATA_DIR)]
+
+
+def _start_worker(index, ports, scratch, *argv):
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+                   "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(scratch)}
+    return subprocess.Popen([sys.executable, "-m", "tfvae", *argv], env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@needs_prepared_data
+def test_a_killed_worker_stops_the_other_and_both_resume_to_the_single_process_weights(tmp_path):
+    out, scratch = tmp_path / "run", tmp_path / "scratch"
+    scratch.mkdir()
+    ports = [_free_port(), _free_port()]
+    chief, worker = (_start_worker(index, ports, scratch, *TRAIN, "--out", str(out)) for index in (0, 1))
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        for line in worker.stdout:  # the first epoch is done and checkpointed
+            if line.startswith("Epoch 2/3") or time.monotonic() > deadline:
+                break
+        time.sleep(0.5)
+        worker.send_signal(signal.SIGKILL)
+        chief_output = chief.communicate(timeout=TIMEOUT_S)[0]  # the survivor notices and stops
+    finally:
+        for process in (chief, worker):
+            process.kill()
+            process.wait()
+    assert worker.returncode == -signal.SIGKILL
+    assert chief.returncode == 1, chief_output[-3000:]
+    assert "tfvae train: error: A worker stopped:" in chief_output and "task:1" in chief_output
+    assert "Restart every worker with resume=True (--resume)" in chief_output
+    assert not (out / "model.keras").exists() and (out / "checkpoints").is_dir()
+
+    ports = [_free_port(), _free_port()]
+    resumed = [_start_worker(index, ports, scratch, "train", "--resume", "--out", str(out), "--strategy", "multi_worker",
+                             "--data-dir", str(DATA_DIR), "--verbose", "2") for index in (0, 1)]
+    try:
+        outputs = [process.communicate(timeout=TIMEOUT_S)[0] for process in resumed]
+    finally:
+        for process in resumed:
+            process.kill()
+    for process, output in zip(resumed, outputs):
+        assert process.returncode == 0, output[-3000:]
+        epoch, step = map(int, re.search(r"Resuming at epoch (\d+), step (\d+)", output).groups())
+        assert (epoch, step) >= (2, 0) and step % 3 == 0  # from a checkpoint, not from scratch
+    assert "the chief (worker 0) wrote" in outputs[1]
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        ["config.json", "history.csv", "logs", "metrics.json", "model.keras", *training.FIGURES])
+    assert [row.split(",")[0] for row in (out / "history.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]
+    # Worker 1 checkpoints privately in a temporary folder; only the killed one's remains.
+    assert len(list(scratch.glob("tfvae-worker-*"))) == 1
+
+    config = training.read_config(out)
+    training.train(config, tmp_path / "single", data_dir=DATA_DIR, verbose=0)
+    resumed_weights = keras.models.load_model(out / "model.keras").get_weights()
+    single_weights = keras.models.load_model(tmp_path / "single" / "model.keras").get_weights()
+    assert len(resumed_weights) == len(single_weights) >= 10
+    for resumed_value, single_value in zip(resumed_weights, single_weights):
+        np.testing.assert_allclose(resumed_value, single_value, rtol=1e-3, atol=1e-4)

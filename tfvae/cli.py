@@ -150,7 +150,10 @@ def _report(summary, out):
         ("wall time (s)", f"{summary['wall_time_s']:.1f}"),
         ("examples per second", f"{summary['examples_per_second']:.0f}"),
     ]
-    print(f"\nWrote {out}/ (model.keras, history.csv, logs/, {', '.join(training.FIGURES)})")
+    if summary["chief"]:
+        print(f"\nWrote {out}/ (model.keras, history.csv, logs/, {', '.join(training.FIGURES)})")
+    else:
+        print(f"\nTrained as a worker; the chief (worker 0) wrote {out}/")
     _print_table(rows)
     return EXIT_OK
 
@@ -198,6 +201,6 @@ def main(argv=None):
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, OSError, data.DatasetUnavailableError, training.NonFiniteLossError) as error:
+    except (ValueError, OSError, data.DatasetUnavailableError, training.NonFiniteLossError, training.WorkerLostError) as error:
         print(f"tfvae {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE if isinstance(error, ValueError) else EXIT_FAILURE

@@ -31,6 +31,7 @@ import os
 import pathlib
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from typing import Literal, Optional
@@ -170,8 +171,17 @@ def _mirrored_strategy(devices):
         strategy_class._collective_key_base = default_base
 
 
-def _shard_by_data(dataset):
-    """Each worker reads every file but keeps its own share of the examples."""
+def images_for_fit(dataset, has_labels):
+    """`dataset`'s images alone, each worker keeping its own share of them.
+
+    Labels are dropped because the VAE does not use them, and because under
+    `MultiWorkerMirroredStrategy` Keras 3 averages the first batch across
+    workers with `strategy.reduce`, which takes one tensor, not an
+    `(images, labels)` pair. Each worker reads every file and keeps every
+    N-th batch (`AutoShardPolicy.DATA`).
+    """
+    if has_labels:
+        dataset = dataset.map(lambda images, labels: images, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
@@ -281,6 +291,19 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 
+class WorkerLostError(RuntimeError):
+    """Another worker of a multi-worker run stopped; this one cannot go on."""
+
+
+def _collective_failure_reason(error):
+    """The cause in a failed collective's message, without the op's stack."""
+    message = error.message
+    start = message.find("aborted by:")
+    reason = message[start + len("aborted by:"):] if start >= 0 else message.strip().splitlines()[-1]
+    reason = reason.split("The error could be from a previous operation")[0]
+    return " ".join(reason.split())
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops training at the first step whose loss is NaN or infinite.
 
@@ -352,16 +375,41 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
         train the model under; None is the default strategy. Batches are
         global: each of N replicas sees batch_size / N examples per step.
 
+    Under `MultiWorkerMirroredStrategy` every worker calls `train` with the
+    same `out_dir`, on a file system they share; the chief (worker 0) alone
+    writes the run directory.
+
     Raises:
       NonFiniteLossError: a step's loss was NaN or infinite; training stops
         there and the last epoch's checkpoint (if any) is kept for `resume`.
+      WorkerLostError: under multi-worker training, another worker stopped
+        (TensorFlow notices a missing worker within seconds). The last
+        checkpoint is kept: restart every worker with `resume=True`.
 
     Returns:
       A dict: `interrupted` (bool), `epochs_done`, and, when training
-      finished, the test `elbo`, `reconstruction`, `kl`, `wall_time_s` and
-      `examples_per_second`.
+      finished, `chief` (whether this process wrote `out_dir`), the test
+      `elbo`, `reconstruction`, `kl`, `wall_time_s` and `examples_per_second`.
     """
-    out_dir = prepare_run_directory(out_dir, resume=resume, overwrite=overwrite)
+    strategy = strategy or tf.distribute.get_strategy()
+    # Under multi-worker training the workers share `out_dir` and only the
+    # chief writes it. Whatever every worker must write (checkpoints and the
+    # model, whose saving may need all workers) others write to scratch.
+    is_chief = strategy.extended.should_checkpoint
+    if is_chief:
+        out_dir = prepare_run_directory(out_dir, resume=resume, overwrite=overwrite)
+        scratch_dir = out_dir
+    else:
+        out_dir = pathlib.Path(out_dir)
+        scratch_dir = pathlib.Path(tempfile.mkdtemp(prefix="tfvae-worker-"))
+    try:
+        return _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, callbacks, strategy)
+    finally:
+        if not is_chief:
+            shutil.rmtree(scratch_dir, ignore_errors=True)
+
+
+def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, callbacks, strategy):
     if resume:
         saved = read_config(out_dir)
         if config is None:
@@ -370,10 +418,10 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
         if differing:
             raise ValueError(f"Cannot resume {str(out_dir)!r} with a different {', '.join(differing)}; only `epochs` may change.")
     splits = load_data(config, data_dir)
-    (out_dir / CONFIG_FILE).write_text(config.to_json())
+    if is_chief:
+        (out_dir / CONFIG_FILE).write_text(config.to_json())
 
     keras.utils.set_random_seed(config.seed)
-    strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         vae = build_vae(config, splits.image_shape)
         vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
@@ -384,29 +432,34 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
         model=vae, optimizer=vae.optimizer, seed_state=vae.seed_generator.state,
         epoch=position.epoch, step_in_epoch=position.step,
     )
-    manager = tf.train.CheckpointManager(checkpoint, out_dir / CHECKPOINT_DIR, max_to_keep=1)
-    if resume and manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    manager = tf.train.CheckpointManager(checkpoint, scratch_dir / CHECKPOINT_DIR, max_to_keep=1)
+    latest = tf.train.latest_checkpoint(out_dir / CHECKPOINT_DIR) if resume else None  # the chief's
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
     start_epoch, start_step = position
     if resume:
         logger.info("Resuming at epoch %d, step %d.", start_epoch + 1, start_step)
-        _keep_history_rows(out_dir, start_epoch)  # drop a row of an interrupted epoch
+        if is_chief:
+            _keep_history_rows(out_dir, start_epoch)  # drop a row of an interrupted epoch
     checkpointing = CheckpointAndInterrupt(manager, position, every_steps=config.checkpoint_every)
     non_finite = StopOnNonFiniteLoss()
     steps_per_epoch = splits.steps_per_epoch
 
+    def chief_callbacks(append_history):
+        return (keras.callbacks.CSVLogger(str(out_dir / HISTORY_FILE), append=append_history),
+                keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")))
+
     def fit(first_epoch, first_step, last_epoch, append_history):
         checkpointing.first_step = first_step
         return vae.fit(
-            _shard_by_data(splits.train_from(first_epoch, last_epoch, skip_batches=first_step)),
+            images_for_fit(splits.train_from(first_epoch, last_epoch, skip_batches=first_step), splits.has_labels),
             steps_per_epoch=steps_per_epoch - first_step if first_step else steps_per_epoch,
-            validation_data=_shard_by_data(splits.validation),
+            validation_data=images_for_fit(splits.validation, splits.has_labels),
             epochs=last_epoch,
             initial_epoch=first_epoch,
             callbacks=[
                 non_finite,  # first, so that later callbacks see stop_training set
-                keras.callbacks.CSVLogger(str(out_dir / HISTORY_FILE), append=append_history),
-                keras.callbacks.TensorBoard(log_dir=str(out_dir / "logs")),
+                *(chief_callbacks(append_history) if is_chief else ()),
                 checkpointing,
                 *callbacks,
             ],
@@ -414,10 +467,18 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
         )
 
     started = time.perf_counter()
-    if start_step:  # finish the interrupted epoch, then run the others
-        fit(start_epoch, start_step, start_epoch + 1, append_history=True)
-    if not (non_finite.failure or checkpointing.interrupted) and int(position.epoch) < config.epochs:
-        fit(int(position.epoch), 0, config.epochs, append_history=resume or bool(start_step))
+    try:
+        if start_step:  # finish the interrupted epoch, then run the others
+            fit(start_epoch, start_step, start_epoch + 1, append_history=True)
+        if not (non_finite.failure or checkpointing.interrupted) and int(position.epoch) < config.epochs:
+            fit(int(position.epoch), 0, config.epochs, append_history=resume or bool(start_step))
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise
+        raise WorkerLostError(
+            f"A worker stopped: {_collective_failure_reason(error)} Restart every worker with resume=True (--resume) "
+            f"to continue from the last checkpoint in {str(out_dir / CHECKPOINT_DIR)!r}."
+        ) from error
     wall_time = time.perf_counter() - started
     if non_finite.failure:
         epoch, step = position
@@ -427,11 +488,12 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
         epoch, step = position
         return {"interrupted": True, "epochs_done": epoch, "step_in_epoch": step}
 
-    _save_model_atomically(vae, out_dir / MODEL_FILE)
-    test_metrics = vae.evaluate(splits.test, verbose=0, return_dict=True)
+    _save_model_atomically(vae, scratch_dir / MODEL_FILE)
+    test_metrics = vae.evaluate(images_for_fit(splits.test, splits.has_labels), verbose=0, return_dict=True)
     examples_seen = splits.num_examples["train"] * (config.epochs - start_epoch) - start_step * config.batch_size
     summary = {
         "interrupted": False,
+        "chief": is_chief,
         "epochs_done": config.epochs,
         "elbo": test_metrics["elbo"],
         "reconstruction": test_metrics["reconstruction"],
@@ -439,6 +501,8 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
         "wall_time_s": wall_time,
         "examples_per_second": examples_seen / wall_time,
     }
+    if not is_chief:
+        return summary
     write_figures(vae, splits.test, splits.has_labels, read_history(out_dir), out_dir)
     (out_dir / METRICS_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
     shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
