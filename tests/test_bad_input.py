@@ -122,6 +122,15 @@ def test_out_in_a_read_only_directory_is_a_one_line_error(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs, where no one may create folders")
+def test_out_on_a_path_even_root_cannot_write_is_a_one_line_error(capsys):
+    # Runs whoever runs the tests (root included, for whom the test above is skipped).
+    code = cli.main(["train", "--dataset", "binarized_mnist", "--epochs", "1", "--out", "/sys/tfvae-run"])
+    error = capsys.readouterr().err.strip()
+    assert code == cli.EXIT_FAILURE and len(error.splitlines()) == 1 and "/sys/tfvae-run" in error
+    assert not os.path.exists("/sys/tfvae-run")
+
+
 def test_bernoulli_likelihood_on_grey_pixels_is_refused_by_the_command(tmp_path, capsys):
     code = cli.main(["train", "--dataset", "mnist", "--binarize", "none", "--out", str(tmp_path / "run")])
     assert code == cli.EXIT_USAGE and "needs binary pixels" in capsys.readouterr().err
