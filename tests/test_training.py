@@ -100,6 +100,12 @@ def test_mirrored_strategies_made_one_after_another_train_models_of_different_si
         assert np.isfinite(history["loss"][0])
 
 
+def test_tpu_strategy_without_a_tpu_says_how_to_name_one(monkeypatch):
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    with pytest.raises(ValueError, match=r"Found no TPU for `strategy` 'tpu' \(.*\)\. Set TPU_NAME to the TPU's name"):
+        training.make_strategy("tpu")
+
+
 @needs_prepared_data
 def test_train_runs_under_a_mirrored_strategy_with_the_global_batch(tmp_path):
     strategy = training.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])

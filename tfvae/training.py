@@ -135,7 +135,8 @@ def make_strategy(name="default", devices=None):
     "default": the current (single-device) strategy; "mirrored": all local
     GPUs, or the given `devices`; "multi_worker": `MultiWorkerMirroredStrategy`,
     which reads the cluster from `TF_CONFIG`; "tpu": `TPUStrategy` on the TPU
-    cluster that `TPUClusterResolver` finds.
+    cluster that `TPUClusterResolver` finds (named by `TPU_NAME`, "local" on
+    a Cloud TPU VM).
     """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown `strategy` {name!r}; known: {list(STRATEGIES)}.")
@@ -145,7 +146,11 @@ def make_strategy(name="default", devices=None):
         return _mirrored_strategy(devices)
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    except ValueError as error:
+        raise ValueError(f"Found no TPU for `strategy` 'tpu' ({error}). Set TPU_NAME to the TPU's name, "
+                         "or to 'local' on a Cloud TPU VM.") from error
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
