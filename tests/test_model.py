@@ -181,3 +181,13 @@ def test_iwae_and_num_samples_are_validated_and_serialized():
         _vae(objective="iwae", beta=0.5)
     restored = assert_config_round_trip(_vae(objective="iwae", num_samples=4))
     assert (restored.objective, restored.num_samples) == ("iwae", 4)
+
+
+def test_mean_terms_averages_each_term_over_all_examples_and_resets():
+    tracker = tfvae.model.MeanTerms(("a", "b"))
+    tracker.update_state([tf.constant([1.0, 2.0, 3.0]), tf.constant([0.0, 0.0, 3.0])])
+    tracker.update_state([tf.constant([6.0]), tf.constant([-1.0])])  # batches of unequal size
+    result = {name: float(value) for name, value in tracker.result().items()}
+    assert result == {"a": 3.0, "b": 0.5}
+    tracker.reset_state()
+    assert {name: float(value) for name, value in tracker.result().items()} == {"a": 0.0, "b": 0.0}

