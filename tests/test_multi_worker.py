@@ -39,6 +39,7 @@ def _start(out, *args):
 
 
 def _finish(processes):
+    """Waits for the processes to succeed; returns their outputs."""
     try:
         outputs = [process.communicate(timeout=TIMEOUT_S)[0] for process in processes]
     finally:
@@ -46,6 +47,7 @@ def _finish(processes):
             process.kill()
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-3000:]
+    return outputs
 
 
 def test_two_workers_end_with_the_weights_of_a_single_process_run(tmp_path):
@@ -103,13 +105,8 @@ def test_a_killed_worker_stops_the_other_and_both_resume_to_the_single_process_w
     ports = [_free_port(), _free_port()]
     resumed = [_start_worker(index, ports, scratch, "train", "--resume", "--out", str(out), "--strategy", "multi_worker",
                              "--data-dir", str(DATA_DIR), "--verbose", "2") for index in (0, 1)]
-    try:
-        outputs = [process.communicate(timeout=TIMEOUT_S)[0] for process in resumed]
-    finally:
-        for process in resumed:
-            process.kill()
-    for process, output in zip(resumed, outputs):
-        assert process.returncode == 0, output[-3000:]
+    outputs = _finish(resumed)
+    for output in outputs:
         epoch, step = map(int, re.search(r"Resuming at epoch (\d+), step (\d+)", output).groups())
         assert (epoch, step) >= (2, 0) and step % 3 == 0  # from a checkpoint, not from scratch
     assert "the chief (worker 0) wrote" in outputs[1]
