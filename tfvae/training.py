@@ -415,6 +415,12 @@ def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose
 
 
 def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, callbacks, strategy):
+    """`train` once the directories are settled.
+
+    Every worker reads `out_dir` (the saved config, the chief's checkpoint);
+    only the chief writes it. `scratch_dir` takes what every worker writes:
+    checkpoints and the saved model (`out_dir` itself on the chief).
+    """
     if resume:
         saved = read_config(out_dir)
         if config is None:
