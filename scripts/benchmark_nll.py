@@ -5,7 +5,7 @@
 
 Each configuration is trained with `tfvae.training.train` for `--epochs`
 epochs, then its test NLL is estimated with the importance-weighted bound
-L_k, k = `--num-samples` (5000 by default, as in Burda et al., 2015), over
+L_k, k = `-k` (5000 by default, as in Burda et al., 2015), over
 the whole test set. Prints one row per configuration and writes the results to
 OUT_DIR/results.json. The papers trained for far longer (the IWAE paper: 3,280
 passes over the data); rows say how many epochs were run here.
@@ -28,11 +28,11 @@ _DYNAMIC = dict(dataset="mnist", binarize="dynamic")
 
 CONFIGS = {
     "vae_static": TrainingConfig(**_MLP, **_STATIC),
-    "iwae5_static": TrainingConfig(**_MLP, **_STATIC, objective="iwae", num_samples=5),
-    "iwae50_static": TrainingConfig(**_MLP, **_STATIC, objective="iwae", num_samples=50),
+    "iwae5_static": TrainingConfig(**_MLP, **_STATIC, objective="iwae", k=5),
+    "iwae50_static": TrainingConfig(**_MLP, **_STATIC, objective="iwae", k=50),
     "vae_dynamic": TrainingConfig(**_MLP, **_DYNAMIC),
-    "iwae5_dynamic": TrainingConfig(**_MLP, **_DYNAMIC, objective="iwae", num_samples=5),
-    "iwae50_dynamic": TrainingConfig(**_MLP, **_DYNAMIC, objective="iwae", num_samples=50),
+    "iwae5_dynamic": TrainingConfig(**_MLP, **_DYNAMIC, objective="iwae", k=5),
+    "iwae50_dynamic": TrainingConfig(**_MLP, **_DYNAMIC, objective="iwae", k=50),
     "conv_dynamic": TrainingConfig(arch="conv", latent_dim=50, batch_size=100, learning_rate=1e-3, **_DYNAMIC),
 }
 
@@ -54,7 +54,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--num-samples", type=int, default=5000, help="k of the importance-weighted NLL estimate")
+    parser.add_argument("-k", type=int, default=5000, help="k of the importance-weighted NLL estimate L_k")
     parser.add_argument("--out-dir", default="runs/benchmark_nll")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
@@ -69,7 +69,7 @@ def main():
         started = time.perf_counter()
         summary = training.train(config, out_dir / name, data_dir=args.data_dir, overwrite=True, verbose=2)
         trained = time.perf_counter()
-        metrics = training.evaluate(out_dir / name, data_dir=args.data_dir, num_samples=args.num_samples, verbose=0)
+        metrics = training.evaluate(out_dir / name, data_dir=args.data_dir, k=args.k, verbose=0)
         evaluated = time.perf_counter()
         published, source = PUBLISHED.get(name, (None, ""))
         results[name] = {
@@ -77,7 +77,7 @@ def main():
             "test_elbo": metrics["elbo"],
             "nll": metrics["nll"],
             "bits_per_dim": metrics["bits_per_dim"],
-            "num_samples": args.num_samples,
+            "k": args.k,
             "published_nll": published,
             "published_source": source,
             "train_seconds": trained - started,

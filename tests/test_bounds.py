@@ -174,20 +174,20 @@ def test_importance_weighted_bound_survives_log_weights_that_underflow_in_float3
     np.testing.assert_allclose(chunked, bound, rtol=1e-6)
 
 
-@pytest.mark.parametrize("num_samples, chunk_size", [(1, 100), (23, 5), (100, 100)])
-def test_iwae_bound_is_log_marginal_for_exact_posterior_however_it_is_chunked(linear_gaussian, num_samples, chunk_size):
+@pytest.mark.parametrize("k, chunk_size", [(1, 100), (23, 5), (100, 100)])
+def test_iwae_bound_is_log_marginal_for_exact_posterior_however_it_is_chunked(linear_gaussian, k, chunk_size):
     # Every log weight equals log p(x) when q is the exact posterior, so any k
     # and any chunking must give log p(x).
     vae = linear_gaussian.vae(kl="analytic")
     x = linear_gaussian.data.astype(np.float32)
-    estimate = vae.log_likelihood(x, num_samples=num_samples, chunk_size=chunk_size, seed=(1, 2))
+    estimate = vae.log_likelihood(x, k=k, chunk_size=chunk_size, seed=(1, 2))
     np.testing.assert_allclose(estimate, linear_gaussian.log_marginal(x), atol=1e-4)
 
 
 def test_iwae_bound_with_one_sample_is_the_elbo_in_expectation(linear_gaussian):
     vae = linear_gaussian.vae(kl="analytic", loc_shift=0.4, scale_factor=1.8)
     x = np.repeat(linear_gaussian.data[:1], 20000, axis=0).astype(np.float32)
-    bound_1 = vae.log_likelihood(x, num_samples=1, chunk_size=1, seed=(3, 4)).numpy().astype(np.float64)
+    bound_1 = vae.log_likelihood(x, k=1, chunk_size=1, seed=(3, 4)).numpy().astype(np.float64)
     elbo = vae.elbo(x, seed=tf.constant([5, 6])).numpy().astype(np.float64)
     standard_error = np.sqrt(bound_1.var() / len(x) + elbo.var() / len(x))
     assert abs(bound_1.mean() - elbo.mean()) < 4 * standard_error
@@ -199,7 +199,7 @@ def test_iwae_bound_rises_with_k_towards_log_marginal(linear_gaussian):
     x = np.repeat(linear_gaussian.data[:1], 2000, axis=0).astype(np.float32)
     means, errors = [], []
     for k in (1, 10, 100):
-        estimates = vae.log_likelihood(x, num_samples=k, chunk_size=100, seed=(k, 0)).numpy().astype(np.float64)
+        estimates = vae.log_likelihood(x, k=k, chunk_size=100, seed=(k, 0)).numpy().astype(np.float64)
         means.append(estimates.mean())
         errors.append(estimates.std() / np.sqrt(len(estimates)))
     for (lower, lower_error), (higher, higher_error) in zip(zip(means, errors), zip(means[1:], errors[1:])):
@@ -211,7 +211,7 @@ def test_iwae_bound_rises_with_k_towards_log_marginal(linear_gaussian):
 def test_iwae_bound_with_5000_samples_is_within_005_nats_of_log_marginal(linear_gaussian):
     vae = linear_gaussian.vae(kl="analytic", loc_shift=0.4, scale_factor=1.8)
     x = linear_gaussian.data.astype(np.float32)
-    gap = linear_gaussian.log_marginal(x) - vae.elbo(np.repeat(x, 1, 0), num_samples=1000, seed=tf.constant([7, 8])).numpy()
+    gap = linear_gaussian.log_marginal(x) - vae.elbo(np.repeat(x, 1, 0), k=1000, seed=tf.constant([7, 8])).numpy()
     assert np.all(gap > 0.3)  # the ELBO alone is far off
-    estimate = vae.log_likelihood(x, num_samples=5000, chunk_size=1000, seed=(9, 9)).numpy()
+    estimate = vae.log_likelihood(x, k=5000, chunk_size=1000, seed=(9, 9)).numpy()
     np.testing.assert_allclose(estimate, linear_gaussian.log_marginal(x), atol=0.05)

@@ -47,7 +47,7 @@ def _inputs(batch):
         "decode": {"z": rng.normal(size=(batch, 3)).astype(np.float32)},
         "reconstruct": {"x": rng.uniform(size=(batch, *IMAGE_SHAPE)).astype(np.float32)},
         "elbo": {"x": (rng.uniform(size=(batch, *IMAGE_SHAPE)) > 0.5).astype(np.float32), "seed": np.array([3, 4], np.int32)},
-        "sample": {"num_samples": np.int32(batch), "seed": np.array([5, 6], np.int32)},
+        "sample": {"num_images": np.int32(batch), "seed": np.array([5, 6], np.int32)},
     }
 
 
@@ -66,7 +66,7 @@ def _keras_outputs(vae, name, inputs):
     if name == "elbo":
         terms = vae.elbo_terms(inputs["x"], seed=tf.constant(inputs["seed"]))
         return {"elbo": terms.elbo, "reconstruction": terms.reconstruction, "kl": terms.kl}
-    return {"images": vae.sample(int(inputs["num_samples"]), seed=tf.constant(inputs["seed"]))}
+    return {"images": vae.sample(int(inputs["num_images"]), seed=tf.constant(inputs["seed"]))}
 
 
 def test_signatures_are_predict_signatures_with_named_inputs_and_free_batch(exported):
@@ -81,7 +81,7 @@ def test_signatures_are_predict_signatures_with_named_inputs_and_free_batch(expo
         assert signatures[name].method_name == "tensorflow/serving/predict"
     assert set(signatures["encode"].inputs) == {"x"} and set(signatures["encode"].outputs) == {"mean", "stddev"}
     assert signatures["encode"].inputs["x"].tensor_shape.dim[0].size == -1  # free batch
-    assert set(signatures["sample"].inputs) == {"num_samples", "seed"}
+    assert set(signatures["sample"].inputs) == {"num_images", "seed"}
     assert set(signatures["elbo"].outputs) == {"elbo", "reconstruction", "kl"}
     expected_parameters = {"logits"} if likelihood == "bernoulli" else {"loc", "scale"}
     assert set(signatures["decode"].outputs) == {"mean"} | expected_parameters

@@ -134,7 +134,7 @@ def test_public_methods_return_documented_shapes():
     np.testing.assert_array_equal(images, vae.sample(4, seed=(1, 2)))
     binary = vae.sample(4, seed=(1, 2), mean=False).numpy()
     assert set(np.unique(binary)) <= {0.0, 1.0}
-    with pytest.raises(ValueError, match="num_samples"):
+    with pytest.raises(ValueError, match="`num_images` must be an int >= 1; received 0"):
         vae.sample(0)
 
 
@@ -150,7 +150,7 @@ def test_elbo_with_several_samples_averages_them():
     vae = _vae(kl="analytic")
     x = _binary_images(4)
     seed = tf.constant([3, 1])
-    terms = vae.elbo_terms(x, seed=seed, num_samples=5)
+    terms = vae.elbo_terms(x, seed=seed, k=5)
     posterior = vae.encoder(x)
     z = posterior.sample(5, seed=seed).numpy()  # [5, 4, 2]
     log_likelihoods = np.stack([vae.decoder(z[s]).log_prob(x).numpy() for s in range(5)])
@@ -159,7 +159,7 @@ def test_elbo_with_several_samples_averages_them():
 
 def test_iwae_gradient_is_finite_and_the_objective_trains():
     x = _binary_images(256)
-    vae = _vae(objective="iwae", num_samples=5)
+    vae = _vae(objective="iwae", k=5)
     vae.compile(optimizer=keras.optimizers.Adam(1e-2))
     with tf.GradientTape() as tape:
         terms, log_weights = vae._bound_terms(x[:32], tf.constant([1, 2]), 5, training=True, with_log_weights=True)
@@ -172,15 +172,15 @@ def test_iwae_gradient_is_finite_and_the_objective_trains():
     assert all(loss <= -elbo + 1e-3 for loss, elbo in zip(history["loss"], history["elbo"]))
 
 
-def test_iwae_and_num_samples_are_validated_and_serialized():
+def test_iwae_and_k_are_validated_and_serialized():
     with pytest.raises(ValueError, match="`objective` must be one of"):
         _vae(objective="vi")
-    with pytest.raises(ValueError, match="`num_samples` must be an int >= 1; received 0"):
-        _vae(num_samples=0)
+    with pytest.raises(ValueError, match="`k` must be an int >= 1; received 0"):
+        _vae(k=0)
     with pytest.raises(ValueError, match="`beta` must be 1 with objective='iwae'"):
         _vae(objective="iwae", beta=0.5)
-    restored = assert_config_round_trip(_vae(objective="iwae", num_samples=4))
-    assert (restored.objective, restored.num_samples) == ("iwae", 4)
+    restored = assert_config_round_trip(_vae(objective="iwae", k=4))
+    assert (restored.objective, restored.k) == ("iwae", 4)
 
 
 def test_mean_terms_averages_each_term_over_all_examples_and_resets():

@@ -78,7 +78,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     with pytest.raises(training.NonFiniteLossError) as raised:
         training.train(config, tmp_path, data_dir=DATA_DIR, verbose=0, callbacks=[PoisonWeights(epoch=1, batch=1)])
     message = str(raised.value)
-    assert "epoch 2, batch 3 (step 7 of this run)" in message and "loss=nan" in message
+    assert "epoch 2, step 3 (optimizer step 7)" in message and "loss=nan" in message
     assert "Last finite values: elbo=" in message and "checkpoint at epoch 2, step 0 is kept" in message
     assert not (tmp_path / "model.keras").exists()
     # The kept checkpoint holds finite weights from the end of epoch 1: resuming works.

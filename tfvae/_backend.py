@@ -1,12 +1,14 @@
-"""Selects the TensorFlow backend for Keras before Keras is imported.
+"""Selects the TensorFlow backend for Keras, without importing Keras.
 
 tfvae's layers return TensorFlow-Probability distributions and its model uses
 `tf.distribute`, so it only works on Keras' TensorFlow backend. Importing this
-module sets `KERAS_BACKEND=tensorflow` when the user has not chosen a backend,
-and refuses to continue when another backend is already selected.
+module sets `KERAS_BACKEND=tensorflow` when the user has not chosen a backend
+(Keras reads it when it is first imported), and refuses to continue when
+another backend is selected, or Keras was already imported with one.
 """
 
 import os
+import sys
 
 REQUIRED_BACKEND = "tensorflow"
 
@@ -18,11 +20,9 @@ if _requested != REQUIRED_BACKEND:
         "before importing tfvae."
     )
 
-import keras  # noqa: E402  (must follow the environment check above)
-
-if keras.backend.backend() != REQUIRED_BACKEND:
+if "keras" in sys.modules and sys.modules["keras"].backend.backend() != REQUIRED_BACKEND:
     raise ImportError(
         f"tfvae needs the Keras backend {REQUIRED_BACKEND!r}, but Keras was "
-        f"already imported with the backend {keras.backend.backend()!r}. Import "
+        f"already imported with the backend {sys.modules['keras'].backend.backend()!r}. Import "
         "tfvae before anything imports Keras, or set KERAS_BACKEND=tensorflow."
     )

@@ -27,6 +27,15 @@ with L_1 = the ELBO estimate with the Monte Carlo KL, E[L_k] <= E[L_{k+1}] <= lo
 and L_k -> log p(x) as k grows. `logsumexp` keeps it finite in float32 where
 the weights themselves (e^-100 for MNIST) underflow.
 
+The training loss per example is reconstruction + beta * KL for the
+(beta-)ELBO and -L_k for IWAE (`per_example_loss`). Its average over a batch
+(`average_loss`) is Keras' "sum over batch size": sum_i w_i loss_i / N, with
+sample weights w_i (1 by default) and N the *global* batch size, so that the
+gradients that `tf.distribute` sums over replicas are those of one device.
+
+Reported likelihoods convert to bits per dimension as
+nll / (D ln 2) for D-dimensional data (`bits_per_dim`).
+
 Shapes: x is `[batch, *event_shape]`, distributions have batch shape
 `[batch]`, and every returned term is `[batch]`, in nats.
 """
@@ -40,6 +49,7 @@ import tensorflow_probability as tfp
 tfd = tfp.distributions
 
 KL_METHODS = ("auto", "analytic", "monte_carlo")
+OBJECTIVES = ("elbo", "iwae")
 
 
 class ElboTerms(NamedTuple):
@@ -103,10 +113,10 @@ def elbo_terms(log_likelihood, posterior, prior, latent_samples, kl_method):
     """The ELBO estimate from k samples and its parts, each `[batch]`.
 
     Args:
-      log_likelihood: `[num_samples, batch]`, log p(x|z_s) for each sample z_s.
+      log_likelihood: `[k, batch]`, log p(x|z_s) for each sample z_s.
       posterior: q(z|x) with batch shape `[batch]`.
       prior: p(z).
-      latent_samples: `[num_samples, batch, latent_dim]`, the z_s.
+      latent_samples: `[k, batch, latent_dim]`, the z_s.
       kl_method: "analytic" or "monte_carlo".
 
     The reconstruction term, and the Monte Carlo KL, average over the samples.
@@ -119,28 +129,68 @@ def elbo_terms(log_likelihood, posterior, prior, latent_samples, kl_method):
 
 
 def log_importance_weights(log_likelihood, posterior, prior, latent_samples):
-    """log w = log p(x|z) + log p(z) - log q(z|x) per sample, `[num_samples, batch]`.
+    """log w = log p(x|z) + log p(z) - log q(z|x) per sample, `[k, batch]`.
 
     Args:
-      log_likelihood: `[num_samples, batch]`, log p(x|z_s).
+      log_likelihood: `[k, batch]`, log p(x|z_s).
       posterior: q(z|x), batch shape `[batch]`.
       prior: p(z).
-      latent_samples: `[num_samples, batch, latent_dim]` draws z_s from q(z|x).
+      latent_samples: `[k, batch, latent_dim]` draws z_s from q(z|x).
     """
     return log_likelihood + prior.log_prob(latent_samples) - posterior.log_prob(latent_samples)
 
 
 def importance_weighted_bound(log_weights):
     """L_k = logsumexp(log w) - log k over axis 0 of `log_weights: [k, batch]`; `[batch]`."""
-    num_samples = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
-    return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(num_samples)
+    k = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
+    return chunk_logsumexp(log_weights) - tf.math.log(k)
 
 
-def importance_weighted_bound_from_chunks(chunk_logsumexps, num_samples):
+def chunk_logsumexp(log_weights):
+    """logsumexp over one chunk of samples, `log_weights: [chunk, batch]` -> `[batch]`."""
+    return tf.reduce_logsumexp(log_weights, axis=0)
+
+
+def importance_weighted_bound_from_chunks(chunk_logsumexps, k):
     """L_k from per-chunk totals: `chunk_logsumexps: [num_chunks, batch]` -> `[batch]`.
 
-    Each row is logsumexp(log w) over one chunk of samples; together the chunks
-    hold `num_samples` = k samples. Computing L_k this way keeps memory at one
-    chunk, whatever k is.
+    Each row is `chunk_logsumexp` of one chunk of samples; together the chunks
+    hold k samples. Computing L_k this way keeps memory at one chunk, whatever
+    k is: logsumexp over all k = logsumexp over the chunks' logsumexps.
     """
-    return tf.reduce_logsumexp(chunk_logsumexps, axis=0) - math.log(num_samples)
+    return tf.reduce_logsumexp(chunk_logsumexps, axis=0) - math.log(k)
+
+
+def per_example_loss(objective, terms, log_weights=None, beta=1.0):
+    """The training loss per example, `[batch]`, in nats.
+
+    Args:
+      objective: "elbo": reconstruction + beta * KL (the negative beta-ELBO);
+        "iwae": -L_k, from `log_weights: [k, batch]`.
+      terms: `ElboTerms` of the same samples.
+      log_weights: required for "iwae".
+      beta: the KL weight of "elbo".
+    """
+    if objective == "elbo":
+        return terms.reconstruction + beta * terms.kl
+    if objective == "iwae":
+        if log_weights is None:
+            raise ValueError("The IWAE loss needs `log_weights`, the log importance weights of the samples.")
+        return -importance_weighted_bound(log_weights)
+    raise ValueError(f"`objective` must be one of {OBJECTIVES}; received {objective!r}.")
+
+
+def average_loss(per_example, sample_weight=None):
+    """sum_i w_i loss_i / N: this replica's share of the global batch's mean, a scalar.
+
+    N is the global batch size under `tf.distribute` (`tf.nn.compute_average_loss`),
+    the batch size otherwise. `sample_weight: [batch]` (None: all ones).
+    """
+    if sample_weight is not None:
+        sample_weight = tf.cast(tf.reshape(sample_weight, tf.shape(per_example)), per_example.dtype)
+    return tf.nn.compute_average_loss(per_example, sample_weight=sample_weight)
+
+
+def bits_per_dim(nll, num_dimensions):
+    """A negative log-likelihood in nats per example as bits per dimension: nll / (D ln 2)."""
+    return nll / (num_dimensions * math.log(2))

@@ -58,7 +58,8 @@ def build_parser():
     train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
     train.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (1 = ELBO)")
     train.add_argument("--objective", default="elbo", choices=["elbo", "iwae"], help="iwae: the bound L_k of Burda et al.")
-    train.add_argument("--num-samples", type=_positive_int, default=1, help="samples z per example (k of IWAE)")
+    train.add_argument("-k", type=_positive_int, default=1, dest="k",
+                       help="latent samples per example and step: the k of the IWAE bound L_k (with elbo, averaged)")
     train.add_argument("--binarize", default="auto", choices=["auto", "dynamic", "none"],
                        help="binarize grey images afresh each epoch; auto: dynamic, except none for binarized_mnist")
     train.add_argument("--seed", type=int, default=0)
@@ -78,13 +79,13 @@ def build_parser():
     evaluate.add_argument("--dataset", default=None, choices=DATASET_CHOICES, help="default: the run's dataset")
     evaluate.add_argument("--split", default="test", choices=SPLIT_CHOICES)
     evaluate.add_argument("--max-examples", type=_positive_int, default=None)
-    evaluate.add_argument("--num-samples", type=_positive_int, default=None,
-                          help="also estimate the NLL by the importance-weighted bound with this many samples (e.g. 5000)")
+    evaluate.add_argument("-k", type=_positive_int, default=None, dest="k",
+                          help="also estimate the NLL by the importance-weighted bound L_k with k samples (e.g. 5000)")
     evaluate.add_argument("--data-dir", default=None)
 
     sample = commands.add_parser("sample", help="write a grid of images drawn from the model")
     sample.add_argument("--model", required=True)
-    sample.add_argument("-n", "--num-samples", type=_positive_int, default=64)
+    sample.add_argument("-n", "--num-images", type=_positive_int, default=64)
     sample.add_argument("--seed", type=int, default=None)
     sample.add_argument("--out", default="samples.png")
 
@@ -127,7 +128,7 @@ def _train(args):
         learning_rate=args.learning_rate,
         beta=args.beta,
         objective=args.objective,
-        num_samples=args.num_samples,
+        k=args.k,
         seed=args.seed,
         max_examples=args.max_examples,
         checkpoint_every=args.checkpoint_every,
@@ -166,16 +167,17 @@ def _print_table(rows):
 
 def _evaluate(args):
     metrics = training.evaluate(args.model, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
-                                max_examples=args.max_examples, num_samples=args.num_samples)
+                                max_examples=args.max_examples, k=args.k)
     rows = [(f"{name} (nats)", f"{metrics[name]:.3f}") for name in ("elbo", "reconstruction", "kl")]
-    if args.num_samples:
-        rows += [(f"NLL, k={args.num_samples} (nats)", f"{metrics['nll']:.3f}"), ("NLL (bits/dim)", f"{metrics['bits_per_dim']:.4f}")]
+    if args.k:
+        # Four decimals, as the progress bar shows the same number.
+        rows += [(f"NLL, k={args.k} (nats)", f"{metrics['nll']:.4f}"), ("NLL (bits/dim)", f"{metrics['bits_per_dim']:.4f}")]
     _print_table(rows)
     return EXIT_OK
 
 
 def _sample(args):
-    path = training.sample_images(args.model, args.num_samples, args.out, seed=args.seed)
+    path = training.sample_images(args.model, args.num_images, args.out, seed=args.seed)
     print(f"Wrote {path}")
     return EXIT_OK
 

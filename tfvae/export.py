@@ -15,8 +15,13 @@ Signatures (method `tensorflow/serving/predict`; `B` is a free batch size,
 | `serving_default`, `encode` | `x: float32 [B, *S]` | `mean`, `stddev`: float32 [B, d] (posterior) |
 | `decode` | `z: float32 [B, d]` | `mean: [B, *S]` and the likelihood's parameters (`logits`, or `loc` and `scale`) |
 | `reconstruct` | `x: float32 [B, *S]` | `reconstruction: [B, *S]` (mean of p(x\\|z) at the posterior mean) |
-| `sample` | `num_samples: int32 []`, `seed: int32 [2]` | `images: [num_samples, *S]` (means of p(x\\|z), z ~ p(z)) |
+| `sample` | `num_images: int32 []`, `seed: int32 [2]` | `images: [num_images, *S]` (means of p(x\\|z), z ~ p(z)) |
 | `elbo` | `x: float32 [B, *S]`, `seed: int32 [2]` | `elbo`, `reconstruction`, `kl`: float32 [B] |
+
+Every input's shape is checked when a request runs: a request of the wrong
+shape fails with "Shape of tensor x [...] is not compatible with expected
+shape [...]", naming the input, before any other op (TF Serving's C++ loader
+does not check fed shapes against the signature itself).
 
 The export is atomic: it is written to a temporary directory beside `path`
 and renamed into place, so a failed or interrupted export leaves nothing at
@@ -44,35 +49,57 @@ def _likelihood_parameters(likelihood):
     }
 
 
-def serving_functions(vae):
-    """The endpoint functions and their input signatures, by signature name."""
+def _images_spec(vae, input_signature):
+    """The `x` spec: `[None, *image_shape]` float32, or the one `input_signature` gives."""
     image_shape = tuple(vae.encoder.inputs[0].shape[1:])
-    x_spec = tf.TensorSpec([None, *image_shape], tf.float32, name="x")
+    default = tf.TensorSpec([None, *image_shape], tf.float32, name="x")
+    if input_signature is None:
+        return default
+    spec = input_signature[0] if isinstance(input_signature, (list, tuple)) and len(input_signature) == 1 else input_signature
+    if (not isinstance(spec, tf.TensorSpec) or spec.dtype != tf.float32 or spec.shape.rank != 1 + len(image_shape)
+            or tuple(spec.shape[1:]) != image_shape):
+        raise ValueError(
+            f"`input_signature` must be one tf.TensorSpec of float32 images of shape [batch, {', '.join(map(str, image_shape))}] "
+            f"(batch fixed or None); received {input_signature!r}."
+        )
+    return tf.TensorSpec(spec.shape, tf.float32, name="x")
+
+
+def _checked(tensor, spec):
+    """`tensor`, after checking at run time that its shape fits `spec` (the error names it)."""
+    return tf.ensure_shape(tensor, spec.shape, name=f"check_{spec.name}_shape")
+
+
+def serving_functions(vae, input_signature=None):
+    """The endpoint functions and their input signatures, by signature name."""
+    x_spec = _images_spec(vae, input_signature)
+    z_spec = tf.TensorSpec([None, vae.latent_dim], tf.float32, name="z")
+    num_images_spec = tf.TensorSpec([], tf.int32, name="num_images")
     seed_spec = tf.TensorSpec([2], tf.int32, name="seed")
 
     def encode(x):
-        posterior = vae.encode(x)
+        posterior = vae.encode(_checked(x, x_spec))
         return {"mean": posterior.mean(), "stddev": posterior.stddev()}
 
     def decode(z):
-        likelihood = vae.decode(z)
+        likelihood = vae.decode(_checked(z, z_spec))
         return {"mean": likelihood.mean(), **_likelihood_parameters(likelihood)}
 
     def reconstruct(x):
-        return {"reconstruction": vae.reconstruct(x)}
+        return {"reconstruction": vae.reconstruct(_checked(x, x_spec))}
 
-    def sample(num_samples, seed):
-        return {"images": vae.sample(num_samples, seed=seed)}
+    def sample(num_images, seed):
+        return {"images": vae.sample(_checked(num_images, num_images_spec), seed=_checked(seed, seed_spec))}
 
     def elbo(x, seed):
-        terms = vae.elbo_terms(x, seed=seed)
+        terms = vae.elbo_terms(_checked(x, x_spec), seed=_checked(seed, seed_spec))
         return {"elbo": terms.elbo, "reconstruction": terms.reconstruction, "kl": terms.kl}
 
     return {
         "encode": (encode, [x_spec]),
-        "decode": (decode, [tf.TensorSpec([None, vae.latent_dim], tf.float32, name="z")]),
+        "decode": (decode, [z_spec]),
         "reconstruct": (reconstruct, [x_spec]),
-        "sample": (sample, [tf.TensorSpec([], tf.int32, name="num_samples"), seed_spec]),
+        "sample": (sample, [num_images_spec, seed_spec]),
         "elbo": (elbo, [x_spec, seed_spec]),
     }
 
@@ -95,20 +122,25 @@ def _check_finite_weights(vae):
         raise ValueError(f"Refusing to export a model with non-finite weights in {bad}.")
 
 
-def export(vae, path, overwrite=False):
+def export(vae, path, overwrite=False, verbose=False, input_signature=None):
     """Writes `vae` as a TF Serving SavedModel at `path`; returns the path.
+
+    Args:
+      verbose: print the signatures written, as `keras.Model.export` does.
+      input_signature: None, or one `tf.TensorSpec` of the images `x`.
 
     Raises:
       FileExistsError: `path` exists and `overwrite` is False (checked first).
-      ValueError: the model has NaN or infinite weights.
+      ValueError: the model has NaN or infinite weights, or `input_signature`
+        does not describe the model's images.
     """
     path = pathlib.Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it.")
+    functions = serving_functions(vae, input_signature)
     _check_finite_weights(vae)
     archive = keras.export.ExportArchive()
     archive.track(vae)
-    functions = serving_functions(vae)
     for name, (function, input_signature) in functions.items():
         archive.add_endpoint(name, function, input_signature=input_signature)
     # serving_default is what TF Serving calls without a signature name.
@@ -118,7 +150,7 @@ def export(vae, path, overwrite=False):
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     previous = path.with_name(f".{path.name}.previous-{os.getpid()}")
     try:
-        archive.write_out(str(partial), verbose=False)
+        archive.write_out(str(partial), verbose=verbose)
         if path.exists():
             path.rename(previous)
         partial.rename(path)

@@ -2,29 +2,30 @@
 
     vae = tfvae.VAE(encoder, decoder)          # q(z|x) and p(x|z) Keras models
     vae.compile(optimizer="adam")
-    vae.fit(dataset, epochs=10)                # yields x or (x, anything)
+    vae.fit(dataset, epochs=10)                # yields x, (x, y) or (x, y, sample_weight)
 
 The bound itself lives in `tfvae.bounds`; this module only draws the latent
-sample, calls the encoder, decoder and prior, and applies gradients.
+samples, calls the encoder, decoder and prior, and applies gradients.
 """
 
 import copy
-import random
 
 import keras
 import tensorflow as tf
-import tensorflow_probability as tfp
 
-from tfvae import bounds
-from tfvae import export as export_lib
+from tfvae import bounds, inputs, seeds
 from tfvae.layers import SERIALIZATION_PACKAGE
 from tfvae.priors import StandardNormal
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
 
 
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss and stopped."""
+
+
 class MeanTerms(keras.metrics.Metric):
-    """Running per-example means of several terms, kept in one variable.
+    """Running weighted per-example means of several terms, kept in one variable.
 
     Logs one mean per name, like a `keras.metrics.Mean` per term, but with a
     single `[num_terms]` total and one count: two variable updates per step
@@ -39,11 +40,20 @@ class MeanTerms(keras.metrics.Metric):
         self.total = self.add_variable(shape=(len(self.names),), initializer="zeros", dtype=self.dtype, name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", dtype=self.dtype, name="count")
 
-    def update_state(self, values):
-        """Adds one `[batch]` tensor per name, in the order of `names`."""
+    def update_state(self, values, sample_weight=None):
+        """Adds one `[batch]` tensor per name, in the order of `names`.
+
+        With `sample_weight: [batch]`, example i counts w_i times: the means
+        are sum_i w_i v_i / sum_i w_i, as Keras' own metrics weigh examples.
+        """
         values = tf.cast(tf.stack(values), self.dtype)  # [num_terms, batch]
-        self.total.assign_add(tf.reduce_sum(values, axis=1))
-        self.count.assign_add(tf.cast(tf.shape(values)[1], self.dtype))
+        if sample_weight is None:
+            self.total.assign_add(tf.reduce_sum(values, axis=1))
+            self.count.assign_add(tf.cast(tf.shape(values)[1], self.dtype))
+            return
+        weights = tf.cast(tf.reshape(sample_weight, [-1]), self.dtype)
+        self.total.assign_add(tf.linalg.matvec(values, weights))
+        self.count.assign_add(tf.reduce_sum(weights))
 
     def reset_state(self):
         self.total.assign(tf.zeros_like(self.total))
@@ -57,30 +67,88 @@ class MeanTerms(keras.metrics.Metric):
         return {"names": list(self.names), "name": self.name, "dtype": self.dtype}
 
 
-def _in_multi_worker_mode(strategy):
+class FirstNonFiniteStep(keras.metrics.Metric):
+    """The optimizer step of the first non-finite loss since the last reset, or -1.
+
+    Not logged: `VAE` reads it to skip every update from that step on and to
+    name the step in its error.
+    """
+
+    def __init__(self, name="first_non_finite_step", dtype="int64"):
+        super().__init__(name=name, dtype=dtype)
+        self.step = self.add_variable(
+            shape=(), initializer=keras.initializers.Constant(-1), dtype=dtype, name="step",
+            aggregation="only_first_replica",
+        )
+
+    def update_state(self, finite, step):
+        """Records `step` if `finite` is False and no step is recorded yet."""
+        record = tf.logical_and(self.step < 0, tf.logical_not(finite))
+        self.step.assign(tf.where(record, tf.cast(step, self.dtype), self.step))
+
+    @property
+    def clean(self):
+        """True while no non-finite step has been recorded (a bool tensor)."""
+        return self.step < 0
+
+    def reset_state(self):
+        self.step.assign(-1)
+
+    def result(self):
+        return tf.convert_to_tensor(self.step)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops `VAE.fit` after the first step whose loss is NaN or infinite.
+
+    The step itself, and every later step of the same execution, apply no
+    update (`VAE.train_step`), so the weights are those of the last finite step.
+    Remembers where it stopped and the last finite logs for the error that
+    `VAE.fit` raises.
+    """
+
+    def __init__(self, guard):
+        super().__init__()
+        self.guard = guard
+        self.failure = None
+        self._last_finite = {}
+        self._epoch = 0
+        self._epoch_first_iteration = 0
+
+    def on_train_begin(self, logs=None):
+        self.guard.reset_state()
+        self.failure = None
+        self._last_finite = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_first_iteration = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        if bool(self.guard.clean):
+            self._last_finite = dict(logs or {})
+            return
+        failed_iteration = int(self.guard.step.numpy())
+        values = {name: float(value) for name, value in (logs or {}).items()}
+        self.failure = (
+            f"Non-finite loss at epoch {self._epoch + 1}, step {failed_iteration - self._epoch_first_iteration + 1} "
+            f"(optimizer step {failed_iteration + 1}): {_format_logs(values)}. "
+            f"Last finite values: {_format_logs(self._last_finite) or 'none'}. "
+            "The weights are those of the last finite step."
+        )
+        self.model.stop_training = True
+
+
+def _format_logs(logs):
+    return ", ".join(f"{name}={float(value):.4g}" for name, value in sorted(logs.items()))
+
+
+def _is_multi_worker(strategy):
     """True under a MultiWorkerMirroredStrategy whose cluster has several workers."""
-    in_multi_worker_mode = getattr(strategy.extended, "_in_multi_worker_mode", None)
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
-        in_multi_worker_mode and in_multi_worker_mode()
-    )
-
-
-def _binary(x, elementwise=False):
-    values = tf.logical_or(tf.equal(x, 0), tf.equal(x, 1))
-    return values if elementwise else tf.reduce_all(values)
-
-
-def _finite(x, elementwise=False):
-    values = tf.math.is_finite(x)
-    return values if elementwise else tf.reduce_all(values)
-
-
-# What data each likelihood family accepts, checked before fit and evaluate.
-SUPPORT_CHECKS = {
-    tfp.distributions.Bernoulli: (_binary, "0 or 1"),
-    tfp.distributions.Normal: (_finite, "finite numbers"),
-}
-OBJECTIVES = ("elbo", "iwae")
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    cluster = strategy.cluster_resolver.cluster_spec()
+    return sum(cluster.num_tasks(job) for job in cluster.jobs if job in ("chief", "worker")) > 1
 
 
 def _latent_dim_of(model, where):
@@ -91,9 +159,14 @@ def _latent_dim_of(model, where):
     return tensors[0].shape[-1]
 
 
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
+
+
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class VAE(keras.Model):
-    """A variational autoencoder trained by maximising the (beta-)ELBO.
+    """A variational autoencoder trained by maximising the (beta-)ELBO or L_k.
 
     Args:
       encoder: Keras model mapping `x: [batch, *event_shape]` to q(z|x), a
@@ -104,21 +177,30 @@ class VAE(keras.Model):
       beta: weight > 0 of the KL term in the training loss (1 = the ELBO).
       kl: "auto" (closed form when TFP has one, else Monte Carlo), "analytic"
         (an error when no closed form exists) or "monte_carlo".
-      seed: int seeding the latent samples; None draws one from Python's
-        `random`, which `keras.utils.set_random_seed` seeds.
+      seed: seeds the latent samples of training and evaluation steps: None
+        (drawn from Python's `random`, which `keras.utils.set_random_seed`
+        seeds), an int, a pair of ints or a `keras.random.SeedGenerator`
+        (see `tfvae.seeds`).
       objective: "elbo" (the default) or "iwae", the importance-weighted
-        bound L_k of Burda et al. (2015) with k = `num_samples`.
-      num_samples: samples z ~ q(z|x) per example and step, k >= 1; with
-        the ELBO, its terms average over them.
+        bound L_k of Burda et al. (2015).
+      k: samples z ~ q(z|x) per example and step, >= 1: the k of L_k, or,
+        with the ELBO, the number of samples its terms average over.
       check_support: before `fit` and `evaluate`, refuse data outside the
         likelihood's support, e.g. grey values for a Bernoulli likelihood.
         False trains on them anyway (the relaxation some examples use).
+      stop_on_non_finite: `fit` stops after the first step whose loss is NaN
+        or infinite, keeps the weights of the last finite step (that step
+        applies no update) and raises `NonFiniteLossError` naming the epoch,
+        the step and the last finite values. False lets Keras go on.
 
     The training loss per example is reconstruction + beta * kl for the
-    ELBO and -L_k for IWAE (beta must then be 1). Logged
-    metrics, per example in nats: `loss`, `elbo`, `reconstruction`
-    (-E_q log p(x|z)) and `kl`. Calling the model on `x` returns the mean
-    reconstruction (see `reconstruct`), so `predict` gives reconstructions.
+    ELBO and -L_k for IWAE (beta must then be 1), weighted by the data's
+    sample weights as Keras weighs its losses (`tfvae.bounds.average_loss`).
+    Logged metrics, per example in nats: `loss`, `elbo`, `reconstruction`
+    (-E_q log p(x|z)) and `kl`, plus any `compile(metrics=...)`, which compare
+    the input x with the model's output. Calling the model on `x` returns the
+    mean reconstruction (see `reconstruct`), so `predict` gives
+    reconstructions.
     """
 
     def __init__(
@@ -130,10 +212,13 @@ class VAE(keras.Model):
         kl="auto",
         seed=None,
         objective="elbo",
-        num_samples=1,
+        k=1,
         check_support=True,
+        stop_on_non_finite=True,
         **kwargs,
     ):
+        if "num_samples" in kwargs:  # the name of `k` before tfvae 0.2, in saved configs
+            k = kwargs.pop("num_samples")
         super().__init__(**kwargs)
         posterior_dim = _latent_dim_of(encoder, "outputs")
         decoder_dim = _latent_dim_of(decoder, "inputs")
@@ -156,14 +241,13 @@ class VAE(keras.Model):
                 f"The prior's latent_dim is {prior.latent_dim} but the encoder and "
                 f"decoder use {latent_dim}."
             )
-        if not isinstance(beta, (int, float)) or not beta > 0:
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
             raise ValueError(f"`beta` must be a number > 0; received {beta!r}.")
         if kl not in bounds.KL_METHODS:
             raise ValueError(f"`kl` must be one of {bounds.KL_METHODS}; received {kl!r}.")
-        if objective not in OBJECTIVES:
-            raise ValueError(f"`objective` must be one of {OBJECTIVES}; received {objective!r}.")
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"`num_samples` must be an int >= 1; received {num_samples!r}.")
+        if objective not in bounds.OBJECTIVES:
+            raise ValueError(f"`objective` must be one of {bounds.OBJECTIVES}; received {objective!r}.")
+        _check_positive_int("k", k)
         if objective == "iwae" and beta != 1:
             raise ValueError(f"The IWAE objective has no KL weight: `beta` must be 1 with objective='iwae'; received {beta!r}.")
         self.encoder = encoder
@@ -173,11 +257,18 @@ class VAE(keras.Model):
         self.beta = float(beta)
         self.kl = kl
         self.objective = objective
-        self.num_samples = num_samples
+        self.k = k
         self.check_support = bool(check_support)
-        self.seed = random.randint(0, 2**31 - 1) if seed is None else int(seed)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.stop_on_non_finite = bool(stop_on_non_finite)
+        if isinstance(seed, keras.random.SeedGenerator):
+            self.seed_generator = seed
+            self.seed = seed.get_config()["seed"]
+        else:
+            self.seed = seeds.as_int(seed)
+            self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.terms_tracker = MeanTerms(METRIC_NAMES)
+        self.non_finite_guard = FirstNonFiniteStep()
+        self._has_compiled_metrics = False
         self._kl_method = None
         if getattr(encoder, "inputs", None):
             # Resolve the KL method now, so a bad `kl` fails before training.
@@ -187,6 +278,11 @@ class VAE(keras.Model):
 
     # Public API ---------------------------------------------------------------
 
+    @property
+    def input_shape_per_example(self):
+        """The encoder's input shape after the batch axis, or None if unknown."""
+        return tuple(self.encoder.inputs[0].shape[1:]) if getattr(self.encoder, "inputs", None) else None
+
     def encode(self, x, training=False):
         """q(z|x) for `x: [batch, *event_shape]`; batch shape `[batch]`."""
         return self.encoder(x, training=training)
@@ -195,52 +291,255 @@ class VAE(keras.Model):
         """p(x|z) for `z: [batch, latent_dim]`; batch shape `[batch]`."""
         return self.decoder(z, training=training)
 
-    def elbo(self, x, seed=None, num_samples=1):
-        """ELBO estimate per example from `num_samples` samples, `[batch]`, in nats."""
-        return self.elbo_terms(x, seed=seed, num_samples=num_samples).elbo
+    def elbo(self, x, seed=None, k=1):
+        """ELBO estimate per example from k samples, `[batch]`, in nats."""
+        return self.elbo_terms(x, seed=seed, k=k).elbo
 
-    def elbo_terms(self, x, seed=None, num_samples=1, training=False):
-        """`tfvae.bounds.ElboTerms` (elbo, reconstruction, kl), each `[batch]`."""
-        return self._bound_terms(x, seed, num_samples, training, with_log_weights=False)[0]
+    def elbo_terms(self, x, seed=None, k=1, training=False):
+        """`tfvae.bounds.ElboTerms` (elbo, reconstruction, kl) from k samples, each `[batch]`.
 
-    def log_likelihood(self, x, num_samples=5000, chunk_size=100, seed=None):
+        `seed` follows `tfvae.seeds`; None draws from the model's generator.
+        """
+        _check_positive_int("k", k)
+        return self._bound_terms(x, seeds.stateless(seed, self.seed_generator), k, training, with_log_weights=False)[0]
+
+    def log_likelihood(self, x, k=5000, chunk_size=100, seed=None):
         """Importance-weighted estimate L_k of log p(x) per example, `[batch]`, in nats.
 
-        The bound of Burda et al. (2015) with k = `num_samples`; a lower bound
-        on log p(x) that tightens as k grows. Samples are drawn and decoded
-        `chunk_size` at a time, so memory holds `chunk_size * batch` decoded
-        images whatever k is.
+        The bound of Burda et al. (2015); a lower bound on log p(x) that
+        tightens as k grows. Samples are drawn and decoded `chunk_size` at a
+        time, so memory holds `chunk_size * batch` decoded images whatever k
+        is. `seed` follows `tfvae.seeds`; chunk i uses the seed folded with i.
         """
-        for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
+        _check_positive_int("k", k)
+        _check_positive_int("chunk_size", chunk_size)
         x = tf.convert_to_tensor(x)
-        seed = tf.cast(self.seed_generator.next() if seed is None else seed, tf.int32)
+        seed = seeds.stateless(seed, self.seed_generator)
         chunk_totals = []
-        for index, start in enumerate(range(0, num_samples, chunk_size)):
+        for index, start in enumerate(range(0, k, chunk_size)):
             chunk_seed = tf.random.experimental.stateless_fold_in(seed, index)
-            chunk_totals.append(self._chunk_logsumexp(x, chunk_seed, min(chunk_size, num_samples - start)))
-        return bounds.importance_weighted_bound_from_chunks(tf.stack(chunk_totals), num_samples)
+            chunk_totals.append(self._chunk_logsumexp(x, chunk_seed, min(chunk_size, k - start)))
+        return bounds.importance_weighted_bound_from_chunks(tf.stack(chunk_totals), k)
 
     @tf.function(reduce_retracing=True)
-    def _chunk_logsumexp(self, x, seed, num_samples):
-        """logsumexp of the log weights of `num_samples` new samples, `[batch]`."""
+    def _chunk_logsumexp(self, x, seed, chunk_size):
+        """`bounds.chunk_logsumexp` of the log weights of `chunk_size` new samples, `[batch]`."""
         posterior = self.encode(x)
-        latent_samples = self._sample_latents(posterior, seed, num_samples)
+        latent_samples = self._sample_latents(posterior, seed, chunk_size)
         log_weights = bounds.log_importance_weights(
             self._log_likelihood_at(x, latent_samples), posterior, self.prior.distribution(), latent_samples
         )
-        return tf.reduce_logsumexp(log_weights, axis=0)
+        return bounds.chunk_logsumexp(log_weights)
 
-    def _bound_terms(self, x, seed, num_samples, training, with_log_weights):
-        """ElboTerms of one draw and, if asked, its log importance weights `[num_samples, batch]`.
+    def sample(self, num_images, seed=None, mean=True):
+        """Draws `num_images` images, `[num_images, *event_shape]`.
 
-        The weights cost two more log-densities per sample: only IWAE needs them.
+        `num_images` is an int, or a scalar int tensor in traced code. `seed`
+        follows `tfvae.seeds`. z ~ p(z), then the mean of p(x|z)
+        (`mean=True`, e.g. pixel probabilities for a Bernoulli likelihood) or
+        a draw x ~ p(x|z).
+        """
+        if not tf.is_tensor(num_images):
+            _check_positive_int("num_images", num_images)
+        seed = seeds.stateless(seed, self.seed_generator)
+        prior_seed, likelihood_seed = tf.unstack(tf.random.split(seed))
+        z = self.prior.distribution().sample(num_images, seed=prior_seed)
+        likelihood = self.decode(z)
+        return likelihood.mean() if mean else likelihood.sample(seed=likelihood_seed)
+
+    def reconstruct(self, x):
+        """The mean of p(x|z) at the posterior mean z, `[batch, *event_shape]`."""
+        return self.decode(self.encode(x).mean()).mean()
+
+    def call(self, x, training=False):
+        return self.decode(self.encode(x, training=training).mean(), training=training).mean()
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """Writes a TF Serving SavedModel with the `tfvae.export` signatures; returns its path.
+
+        `keras.Model.export`'s signature. Only `format="tf_saved_model"` is
+        supported: the SavedModel holds the encode, decode, reconstruct, sample
+        and elbo signatures and needs neither tfvae nor TensorFlow Probability
+        to load. `input_signature`, if given, is one `tf.TensorSpec` of the
+        images `x` (e.g. with a fixed batch size for a TPU). The keyword
+        `overwrite=True` replaces an existing export.
+        """
+        if format != "tf_saved_model":
+            raise ValueError(f"`format` must be 'tf_saved_model' for a VAE (its signatures use TensorFlow ops); received {format!r}.")
+        overwrite = kwargs.pop("overwrite", False)
+        if kwargs:
+            raise TypeError(f"VAE.export got unexpected keyword arguments {sorted(kwargs)}.")
+        from tfvae import export as export_lib  # export sits below model: it uses the VAE's methods
+
+        return export_lib.export(self, filepath, overwrite=overwrite, verbose=True if verbose is None else verbose,
+                                 input_signature=input_signature)
+
+    # Training -----------------------------------------------------------------
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None, **kwargs):
+        """`keras.Model.compile`. The loss is the model's own bound: `loss` must be None.
+
+        `metrics` and `weighted_metrics` compare the input x (the target) with
+        the model's output, the mean reconstruction.
+        """
+        for name, value in (("loss", loss), ("loss_weights", loss_weights)):
+            if value is not None:
+                raise ValueError(
+                    f"A VAE trains on its own bound (objective={self.objective!r}, beta={self.beta}); "
+                    f"`{name}` must be None; received {value!r}."
+                )
+        super().compile(optimizer=optimizer, metrics=metrics, weighted_metrics=weighted_metrics, **kwargs)
+        self._has_compiled_metrics = bool(metrics or weighted_metrics)
+
+    def compile_from_config(self, config):
+        """Compiles as `compile` did before saving (Keras calls this when loading)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, **kwargs):
+        """`keras.Model.fit`, after checking the first batches (see `check_input`).
+
+        Raises:
+          NonFiniteLossError: a step's loss was NaN or infinite and
+            `stop_on_non_finite` is set; the weights are those of the last
+            finite step.
+        """
+        x = self.check_input(x)
+        if isinstance(validation_data, tuple):
+            self.check_input(validation_data[0])
+        elif validation_data is not None:
+            validation_data = self.check_input(validation_data)
+        callbacks = list(callbacks or [])
+        stop = StopOnNonFiniteLoss(self.non_finite_guard) if self.stop_on_non_finite else None
+        if stop is not None:
+            callbacks.insert(0, stop)  # first, so that later callbacks see stop_training set
+        history = super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data, **kwargs)
+        if stop is not None and stop.failure:
+            raise NonFiniteLossError(stop.failure)
+        return history
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """`keras.Model.evaluate`, after checking the first batch (see `check_input`)."""
+        return super().evaluate(self.check_input(x), *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict` (mean reconstructions), after checking the first batch's shape."""
+        return super().predict(self.check_input(x, support=False), *args, **kwargs)
+
+    def check_input(self, data, support=None):
+        """Raises ValueError, before any work, if `data` cannot go through this model.
+
+        `data` is anything `keras.Model.fit` accepts. Its first batch must not
+        be empty, must be numeric with the encoder's input shape after the
+        batch axis, and (with `check_support`, or `support=True`) must lie in
+        the likelihood's support. Returns `data`, or for a generator an
+        equivalent generator that still yields the batch looked at.
+        """
+        x, data = inputs.peek(data)
+        if x is None:
+            return data
+        likelihood = None
+        if self.check_support if support is None else support:
+            likelihood = self.decode(tf.zeros([1, self.latent_dim], self.prior.compute_dtype))
+        inputs.check_batch(x, self.input_shape_per_example, likelihood)
+        return data
+
+    @property
+    def metrics(self):
+        return [self.terms_tracker, *self._compiled_metrics()]
+
+    def _compiled_metrics(self):
+        # Keras keeps `compile(metrics=...)` in the private `_compile_metrics`;
+        # read here only (tests/test_model.py checks it exists).
+        compiled = getattr(self, "_compile_metrics", None)
+        return [compiled] if compiled is not None and self._has_compiled_metrics else []
+
+    def train_step(self, data):
+        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            terms, log_weights = self._bound_terms(
+                x, self.seed_generator.next(), self.k, training=True, with_log_weights=self.objective == "iwae"
+            )
+            per_example_loss = bounds.per_example_loss(self.objective, terms, log_weights, self.beta)
+            loss = bounds.average_loss(per_example_loss, sample_weight)
+            if self.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        if self.stop_on_non_finite:
+            self._apply_gradients_while_finite(gradients, loss)
+        else:
+            self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update_metrics(x, terms, per_example_loss, sample_weight, training=True)
+
+    def test_step(self, data):
+        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        terms, log_weights = self._bound_terms(
+            x, self.seed_generator.next(), self.k, training=False, with_log_weights=self.objective == "iwae"
+        )
+        per_example_loss = bounds.per_example_loss(self.objective, terms, log_weights, self.beta)
+        return self._update_metrics(x, terms, per_example_loss, sample_weight, training=False)
+
+    def _apply_gradients_while_finite(self, gradients, loss):
+        """Applies `gradients` unless this step's loss, or an earlier one's, was not finite.
+
+        Every replica must take the same branch, so the local verdicts are
+        summed across replicas. Under strategies that synchronise
+        `apply_gradients` with a merge call (MirroredStrategy), the branch is
+        taken in the cross-replica context, as Keras' LossScaleOptimizer does.
+        """
+        step = self.optimizer.iterations
+        non_finite = tf.cast(tf.logical_not(tf.math.is_finite(loss)), tf.int32)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            non_finite = context.all_reduce(tf.distribute.ReduceOp.SUM, non_finite)
+        finite = tf.equal(non_finite, 0)
+        self.non_finite_guard.update_state(finite, step)
+        apply_now = tf.logical_and(finite, self.non_finite_guard.clean)
+        variables = self.trainable_variables
+
+        def apply():
+            self.optimizer.apply_gradients(zip(gradients, variables))
+
+        if not tf.distribute.has_strategy() or tf.__internal__.distribute.strategy_supports_no_merge_call():
+            tf.cond(apply_now, apply, lambda: None)
+            return
+
+        def apply_in_cross_replica_context(strategy, gradients, apply_now):
+            def apply_on_each_replica():
+                strategy.extended.call_for_each_replica(
+                    lambda gradients: self.optimizer.apply_gradients(zip(gradients, variables)), args=(gradients,)
+                )
+
+            tf.cond(strategy.experimental_local_results(apply_now)[0], apply_on_each_replica, lambda: None)
+
+        context.merge_call(apply_in_cross_replica_context, args=(gradients, apply_now))
+
+    def _update_metrics(self, x, terms, per_example_loss, sample_weight, training):
+        self.terms_tracker.update_state(
+            [per_example_loss, terms.elbo, terms.reconstruction, terms.kl], sample_weight  # METRIC_NAMES
+        )
+        if self._compiled_metrics():
+            logs = self.compute_metrics(x, tf.cast(x, self.compute_dtype), self(x, training=training), sample_weight)
+        else:
+            logs = self.terms_tracker.result()
+        if _is_multi_worker(self.distribute_strategy):
+            # Keras 3 reduces logs across workers with `reduce(MEAN, axis=0)`,
+            # which fails on scalars (tensorflow/tensorflow#72388); one-element
+            # logs are averaged over the workers and come back as scalars.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    def _bound_terms(self, x, seed, k, training, with_log_weights):
+        """ElboTerms of k samples and, if asked, their log importance weights `[k, batch]`.
+
+        `seed` is a stateless int32 `[2]` seed. The weights cost two more
+        log-densities per sample: only IWAE needs them.
         """
         x = tf.convert_to_tensor(x)
         posterior = self.encode(x, training=training)
-        seed = self.seed_generator.next() if seed is None else seed
-        latent_samples = self._sample_latents(posterior, seed, num_samples)
+        latent_samples = self._sample_latents(posterior, seed, k)
         log_likelihood = self._log_likelihood_at(x, latent_samples, training)
         prior = self.prior.distribution()
         terms = bounds.elbo_terms(log_likelihood, posterior, prior, latent_samples, self._resolve_kl_method(posterior))
@@ -256,146 +555,12 @@ class VAE(keras.Model):
         if latent_samples.shape[0] == 1:  # the common case: no copies of x
             likelihood = self.decode(latent_samples[0], training=training)
             return likelihood.log_prob(tf.cast(x, likelihood.dtype))[tf.newaxis]
-        num_samples, batch = tf.shape(latent_samples)[0], tf.shape(latent_samples)[1]
+        k, batch = tf.shape(latent_samples)[0], tf.shape(latent_samples)[1]
         likelihood = self.decode(tf.reshape(latent_samples, [-1, self.latent_dim]), training=training)
         x = tf.cast(x, likelihood.dtype)
-        x_per_sample = tf.broadcast_to(x[tf.newaxis], tf.concat([[num_samples], tf.shape(x)], axis=0))
+        x_per_sample = tf.broadcast_to(x[tf.newaxis], tf.concat([[k], tf.shape(x)], axis=0))
         x_per_sample = tf.reshape(x_per_sample, tf.concat([[-1], tf.shape(x)[1:]], axis=0))
-        return tf.reshape(likelihood.log_prob(x_per_sample), [num_samples, batch])
-
-    def sample(self, num_samples, seed=None, mean=True):
-        """Draws `num_samples` images, `[num_samples, *event_shape]`.
-
-        `num_samples` is an int, or a scalar int tensor in traced code.
-
-        z ~ p(z), then the mean of p(x|z) (`mean=True`, e.g. pixel
-        probabilities for a Bernoulli likelihood) or a draw x ~ p(x|z).
-        """
-        if not tf.is_tensor(num_samples) and (not isinstance(num_samples, int) or num_samples < 1):
-            raise ValueError(f"`num_samples` must be an int >= 1; received {num_samples!r}.")
-        seed = self.seed_generator.next() if seed is None else seed
-        prior_seed, likelihood_seed = tf.unstack(tf.random.split(tf.cast(seed, tf.int32)))
-        z = self.prior.distribution().sample(num_samples, seed=prior_seed)
-        likelihood = self.decode(z)
-        return likelihood.mean() if mean else likelihood.sample(seed=likelihood_seed)
-
-    def reconstruct(self, x):
-        """The mean of p(x|z) at the posterior mean z, `[batch, *event_shape]`."""
-        return self.decode(self.encode(x).mean()).mean()
-
-    def call(self, x, training=False):
-        return self.decode(self.encode(x, training=training).mean(), training=training).mean()
-
-    def export(self, filepath, overwrite=False):
-        """Writes a TF Serving SavedModel with the `tfvae.export` signatures.
-
-        Replaces `keras.Model.export`: the SavedModel holds the encode, decode,
-        reconstruct, sample and elbo signatures and needs neither tfvae nor
-        TensorFlow Probability to load. Returns the path written.
-        """
-        return export_lib.export(self, filepath, overwrite=overwrite)
-
-    # Training -----------------------------------------------------------------
-
-    def fit(self, x=None, *args, **kwargs):
-        """`keras.Model.fit`, after checking the first batch (see `check_input`)."""
-        self.check_input(x)
-        return super().fit(x, *args, **kwargs)
-
-    def evaluate(self, x=None, *args, **kwargs):
-        """`keras.Model.evaluate`, after checking the first batch (see `check_input`)."""
-        self.check_input(x)
-        return super().evaluate(x, *args, **kwargs)
-
-    def check_input(self, data):
-        """Raises ValueError, before any work, if `data` cannot train this model.
-
-        Looks at the first batch of a `tf.data.Dataset` (or all of an array):
-        it must not be empty, must be numeric with the encoder's input shape
-        after the batch axis, and (with `check_support`) must lie in the
-        likelihood's support.
-        """
-        if data is None:
-            return
-        if isinstance(data, tf.data.Dataset):
-            first = next(iter(data.take(1)), None)
-            if first is None:
-                raise ValueError("The dataset `x` is empty: it yields no batch.")
-            x = self._unpack(first)
-        else:
-            x = self._unpack(data) if isinstance(data, tuple) else data
-        if isinstance(x, dict) or not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            raise ValueError(f"`x` must be a tensor or array of images; received {type(x).__name__}.")
-        expected = tuple(self.encoder.inputs[0].shape[1:]) if getattr(self.encoder, "inputs", None) else None
-        received = tuple(x.shape[1:])
-        if expected is not None and received != expected:
-            raise ValueError(f"`x` must have shape [batch, {', '.join(map(str, expected))}]; received {tuple(x.shape)}.")
-        if x.shape[0] == 0:
-            raise ValueError("`x` is empty: it holds no example.")
-        dtype = tf.as_dtype(x.dtype)
-        if not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
-            raise ValueError(f"`x` must hold numbers; received dtype {dtype.name}.")
-        if self.check_support:
-            self._check_support(tf.cast(x, self.compute_dtype))
-
-    def _check_support(self, x):
-        likelihood = self.decode(tf.zeros([1, self.latent_dim], self.compute_dtype))
-        family = type(getattr(likelihood, "distribution", likelihood))
-        for base, (in_support, description) in SUPPORT_CHECKS.items():
-            if issubclass(family, base) and not bool(in_support(x)):
-                outside = tf.boolean_mask(tf.reshape(x, [-1]), ~tf.reshape(in_support(x, elementwise=True), [-1]))
-                raise ValueError(
-                    f"`x` holds values outside the {base.__name__} likelihood's support ({description}), e.g. "
-                    f"{float(outside[0])}. Binarize the data, or pass check_support=False to train on them anyway."
-                )
-
-    @property
-    def metrics(self):
-        return [self.terms_tracker]
-
-    def _per_example_loss(self, terms, log_weights):
-        if self.objective == "iwae":
-            return -bounds.importance_weighted_bound(log_weights)
-        return terms.reconstruction + self.beta * terms.kl
-
-    def train_step(self, data):
-        x = self._unpack(data)
-        with tf.GradientTape() as tape:
-            terms, log_weights = self._bound_terms(
-                x, None, self.num_samples, training=True, with_log_weights=self.objective == "iwae"
-            )
-            per_example_loss = self._per_example_loss(terms, log_weights)
-            # Sum over the local batch divided by the *global* batch size, so that
-            # the gradients that tf.distribute sums over replicas are the
-            # gradient of the global mean.
-            loss = tf.nn.compute_average_loss(per_example_loss)
-            if self.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
-            scaled_loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._update_metrics(terms, per_example_loss)
-
-    def test_step(self, data):
-        terms, log_weights = self._bound_terms(
-            self._unpack(data), None, self.num_samples, training=False, with_log_weights=self.objective == "iwae"
-        )
-        return self._update_metrics(terms, self._per_example_loss(terms, log_weights))
-
-    def _update_metrics(self, terms, per_example_loss):
-        self.terms_tracker.update_state([per_example_loss, terms.elbo, terms.reconstruction, terms.kl])  # METRIC_NAMES
-        logs = self.terms_tracker.result()
-        if _in_multi_worker_mode(self.distribute_strategy):
-            # Keras 3 reduces logs across workers with `reduce(MEAN, axis=0)`,
-            # which fails on scalars (tensorflow/tensorflow#72388); one-element
-            # logs are averaged over the workers and come back as scalars.
-            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
-        return logs
-
-    @staticmethod
-    def _unpack(data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return x
+        return tf.reshape(likelihood.log_prob(x_per_sample), [k, batch])
 
     def _resolve_kl_method(self, posterior):
         if self._kl_method is None:
@@ -403,8 +568,8 @@ class VAE(keras.Model):
         return self._kl_method
 
     @staticmethod
-    def _sample_latents(posterior, seed, num_samples=1):
-        """Reparameterised z ~ q(z|x), `[num_samples, batch, latent_dim]`.
+    def _sample_latents(posterior, seed, k=1):
+        """Reparameterised z ~ q(z|x), `[k, batch, latent_dim]`.
 
         Under tf.distribute each replica draws the noise of the whole global
         batch from the shared seed and keeps its own block, so replicas use
@@ -416,8 +581,8 @@ class VAE(keras.Model):
         seed = tf.cast(seed, tf.int32)
         context = tf.distribute.get_replica_context()
         if context is None or context.num_replicas_in_sync == 1:
-            return posterior.sample(num_samples, seed=seed)
-        samples = posterior.sample([num_samples, context.num_replicas_in_sync], seed=seed)
+            return posterior.sample(k, seed=seed)
+        samples = posterior.sample([k, context.num_replicas_in_sync], seed=seed)
         return tf.gather(samples, context.replica_id_in_sync_group, axis=1)
 
     # Serialization ------------------------------------------------------------
@@ -432,8 +597,9 @@ class VAE(keras.Model):
             "kl": self.kl,
             "seed": self.seed,
             "objective": self.objective,
-            "num_samples": self.num_samples,
+            "k": self.k,
             "check_support": self.check_support,
+            "stop_on_non_finite": self.stop_on_non_finite,
         }
 
     @classmethod

@@ -1,0 +1,105 @@
+"""`TrainingConfig`: everything that defines a training run, validated on construction."""
+
+import dataclasses
+import json
+from typing import Literal, Optional
+
+from tfvae import architectures, bounds, data
+
+
+def check_choice(name, value, choices):
+    """Raises ValueError unless `value` is one of `choices`, listing the known ones."""
+    if value not in choices:
+        known = sorted(choice for choice in choices if choice is not None)
+        raise ValueError(f"Unknown `{name}` {value!r}; known: {known}.")
+
+
+def check_positive_int(name, value):
+    """Raises ValueError unless `value` is an int >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
+
+
+# Fields renamed since the config was first saved, old name -> new name.
+_RENAMED_FIELDS = {"num_samples": "k"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that defines a training run; validated on construction.
+
+    `k` is the number of latent samples per example and step (the k of the
+    IWAE bound L_k, or the samples the ELBO averages over). `max_examples`
+    keeps only the first examples of each split, for smoke runs. Saved as
+    `config.json` in every run directory.
+    """
+
+    dataset: str = "mnist"
+    binarize: Optional[Literal["dynamic"]] = "dynamic"
+    arch: Literal["mlp", "conv"] = "mlp"
+    latent_dim: int = 16
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    beta: float = 1.0
+    objective: Literal["elbo", "iwae"] = "elbo"
+    k: int = 1
+    seed: int = 0
+    max_examples: Optional[int] = None
+    checkpoint_every: Optional[int] = None  # steps; checkpoints also follow each epoch
+
+    def __post_init__(self):
+        check_choice("dataset", self.dataset, data.DATASETS)
+        check_choice("arch", self.arch, architectures.ARCHITECTURES)
+        check_choice("likelihood", self.likelihood, architectures.LIKELIHOODS)
+        check_choice("binarize", self.binarize, data.BINARIZE_CHOICES)
+        grey = data.DATASETS[self.dataset].max_pixel_value > 1 and self.binarize is None
+        if self.likelihood == "bernoulli" and grey:
+            raise ValueError(
+                f"A Bernoulli likelihood needs binary pixels, but {self.dataset!r} has grey levels and "
+                "binarize is none: use binarize='dynamic' or likelihood='gaussian'."
+            )
+        if self.binarize and data.DATASETS[self.dataset].max_pixel_value == 1:
+            raise ValueError(f"binarize={self.binarize!r} does not apply to {self.dataset!r}: it is binary already.")
+        check_choice("objective", self.objective, bounds.OBJECTIVES)
+        if self.objective == "iwae" and self.beta != 1:
+            raise ValueError(f"`beta` must be 1 with objective='iwae'; received {self.beta!r}.")
+        for name in ("latent_dim", "epochs", "batch_size", "k"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("max_examples", "checkpoint_every"):
+            if getattr(self, name) is not None:
+                check_positive_int(name, getattr(self, name))
+        for name in ("learning_rate", "beta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"`{name}` must be a number > 0; received {value!r}.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"`seed` must be an int; received {self.seed!r}.")
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        fields = {_RENAMED_FIELDS.get(name, name): value for name, value in json.loads(text).items()}
+        unknown = set(fields) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown TrainingConfig fields {sorted(unknown)}.")
+        return cls(**fields)
+
+
+def load_data(config, data_dir=None, **overrides):
+    """The `tfvae.data.Splits` that `config` trains on; `overrides` replace its fields first.
+
+    E.g. `load_data(config, batch_size=16, max_examples=16)` for a few images.
+    """
+    config = dataclasses.replace(config, **overrides) if overrides else config
+    return data.load(
+        config.dataset,
+        batch_size=config.batch_size,
+        binarize=config.binarize,
+        data_dir=data_dir,
+        seed=config.seed,
+        max_examples=config.max_examples,
+    )
