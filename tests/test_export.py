@@ -204,3 +204,38 @@ def test_pretrained_model_has_its_export_beside_it():
     np.testing.assert_allclose(outputs["mean"], vae.encode(x).mean(), rtol=1e-5, atol=1e-6)
     z = np.random.default_rng(1).normal(size=(2, vae.latent_dim)).astype(np.float32)
     np.testing.assert_allclose(served.signatures["decode"](z=tf.constant(z))["mean"], vae.decode(z).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_wrong_shaped_request_is_refused_naming_the_input(exported):
+    _, path, _ = exported
+    served = tf.saved_model.load(str(path))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Shape of tensor x \[2,5,5,1\] is not compatible with expected shape \[\?,8,8,1\]"):
+        served.signatures["encode"](x=tf.zeros([2, 5, 5, 1]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Shape of tensor z \[2,7\] is not compatible"):
+        served.signatures["decode"](z=tf.zeros([2, 7]))
+    # TF Serving feeds the graph directly: every signature input goes through a shape check first.
+    meta_graph = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes()).meta_graphs[0]
+    nodes = [node for function in meta_graph.graph_def.library.function for node in function.node_def]
+    checked = {node.name.removeprefix("check_").removesuffix("_shape") for node in nodes if node.op == "EnsureShape"}
+    assert checked == {"x", "z", "num_images", "seed"}
+
+
+def test_export_keeps_keras_signature_and_refuses_other_formats(tmp_path):
+    vae = _vae("bernoulli")
+    with pytest.raises(ValueError, match="`format` must be 'tf_saved_model' for a VAE.*received 'onnx'"):
+        vae.export(tmp_path / "a", format="onnx")
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['is_static'\\]"):
+        vae.export(tmp_path / "a", is_static=True)
+    with pytest.raises(ValueError, match="`input_signature` must be one tf.TensorSpec of float32 images of shape \\[batch, 8, 8, 1\\]"):
+        vae.export(tmp_path / "a", input_signature=[tf.TensorSpec([None, 4, 4, 1], tf.float32)])
+    assert not (tmp_path / "a").exists()
+    path = vae.export(tmp_path / "b", "tf_saved_model", False, [tf.TensorSpec([4, *IMAGE_SHAPE], tf.float32)])
+    encode = tf.saved_model.load(str(path)).signatures["encode"]
+    assert encode.structured_input_signature[1]["x"].shape == (4, *IMAGE_SHAPE)  # a fixed batch, as TPUs want
+
+
+def test_export_prints_its_signatures_by_default_as_keras_does(tmp_path, capsys):
+    _vae("bernoulli").export(tmp_path / "1")
+    assert "Endpoint 'sample'" in capsys.readouterr().out
+    _vae("bernoulli").export(tmp_path / "2", verbose=False)
+    assert "Endpoint" not in capsys.readouterr().out

@@ -191,3 +191,200 @@ def test_mean_terms_averages_each_term_over_all_examples_and_resets():
     assert result == {"a": 3.0, "b": 0.5}
     tracker.reset_state()
     assert {name: float(value) for name, value in tracker.result().items()} == {"a": 0.0, "b": 0.0}
+
+
+# Keras conformance -------------------------------------------------------------
+
+
+def _batches(x, batch_size):
+    return [x[start:start + batch_size] for start in range(0, len(x), batch_size)]
+
+
+class _ImagesSequence(keras.utils.PyDataset):
+    def __init__(self, x, batch_size):
+        super().__init__()
+        self.x, self.batch_size = x, batch_size
+
+    def __len__(self):
+        return len(_batches(self.x, self.batch_size))
+
+    def __getitem__(self, index):
+        return (_batches(self.x, self.batch_size)[index],)
+
+
+def _sources(x, batch_size):
+    """The same batches as every kind of input `keras.Model.fit` accepts."""
+    return {
+        "array": lambda: x,
+        "tf.data": lambda: tf.data.Dataset.from_tensor_slices(x).batch(batch_size),
+        "PyDataset": lambda: _ImagesSequence(x, batch_size),
+        "generator": lambda: ((batch,) for batch in _batches(x, batch_size)),
+    }
+
+
+@pytest.mark.parametrize("source", ["array", "tf.data", "PyDataset", "generator"])
+def test_fit_evaluate_and_predict_take_every_input_keras_takes_and_peeking_consumes_nothing(source):
+    x = _binary_images(64)
+    make = _sources(x, 16)[source]
+    vae = _vae(seed=1)
+    vae.compile(optimizer=keras.optimizers.SGD(0.1))
+    kwargs = {"batch_size": 16} if source == "array" else {}
+    vae.fit(make(), epochs=1, verbose=0, **kwargs)
+    assert int(vae.optimizer.iterations.numpy()) == 4  # all four batches, the peeked one included
+
+    reference = _vae(seed=1)
+    reference.set_weights(_vae(seed=1).get_weights())
+    evaluated = vae.evaluate(make(), verbose=0, return_dict=True, **kwargs)
+    assert sorted(evaluated) == ["elbo", "kl", "loss", "reconstruction"]
+    np.testing.assert_allclose(vae.predict(make(), verbose=0, **kwargs), vae.reconstruct(x), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_generator_input_is_refused_naming_x_before_any_step():
+    vae = _vae()
+    vae.compile(optimizer="adam")
+    wrong = ((np.zeros((4, 5, 5, 1), np.float32),) for _ in range(2))
+    with pytest.raises(ValueError, match=r"`x` must have shape \[batch, 6, 6, 1\]; received \(4, 5, 5, 1\)"):
+        vae.fit(wrong, verbose=0)
+    with pytest.raises(ValueError, match="generator `x` is empty"):
+        vae.fit((batch for batch in []), verbose=0)
+    assert int(vae.optimizer.iterations.numpy()) == 0
+
+
+def test_zero_sample_weights_leave_the_weights_unchanged():
+    x = _binary_images(32)
+    vae = _vae()
+    vae.compile(optimizer="adam")
+    before = vae.get_weights()
+    vae.fit(x, sample_weight=np.zeros(32, np.float32), batch_size=8, epochs=1, verbose=0)
+    assert int(vae.optimizer.iterations.numpy()) == 4
+    for a, b in zip(before, vae.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def _sgd_step(weights, x, sample_weight):
+    """The change of the weights after one SGD step on `x` (one batch) with `sample_weight`."""
+    vae = _vae(seed=2)
+    vae.set_weights(weights)
+    vae.compile(optimizer=keras.optimizers.SGD(0.1))
+    vae.fit(x, sample_weight=np.asarray(sample_weight, np.float32), batch_size=len(x), epochs=1, verbose=0, shuffle=False)
+    return [after - before for after, before in zip(vae.get_weights(), weights)]
+
+
+def test_sample_weight_scales_each_examples_loss_as_keras_does():
+    """Loss = sum_i w_i loss_i / batch: weight 2 counts an example twice, weights add."""
+    x = _binary_images(2)
+    weights = _vae(seed=2).get_weights()
+    first_once, second_once = _sgd_step(weights, x, [1, 0]), _sgd_step(weights, x, [0, 1])
+    first_twice, both = _sgd_step(weights, x, [2, 0]), _sgd_step(weights, x, [2, 1])
+    assert any(np.abs(step).max() > 1e-4 for step in first_once)
+    for once, twice, other, together in zip(first_once, first_twice, second_once, both):
+        np.testing.assert_allclose(twice, 2 * once, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(together, 2 * once + other, rtol=1e-4, atol=1e-7)
+
+
+def test_sample_weight_weighs_the_metrics_like_repeated_examples():
+    x = _binary_images(2)
+    vae = _vae()
+    vae.compile()
+    weighted = vae.evaluate(x, sample_weight=np.array([2.0, 1.0], np.float32), batch_size=2, verbose=0, return_dict=True)
+    repeated = vae.evaluate(x[[0, 0, 1]], batch_size=3, verbose=0, return_dict=True)
+    np.testing.assert_allclose(weighted["kl"], repeated["kl"], rtol=1e-6)  # the KL is exact: no sampling
+    as_dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros(2), np.array([1.0, 0.0], np.float32))).batch(2)
+    only_first = vae.evaluate(as_dataset, verbose=0, return_dict=True)  # weights as the third element
+    np.testing.assert_allclose(only_first["kl"], vae.evaluate(x[:1], verbose=0, return_dict=True)["kl"], rtol=1e-6)
+
+
+def test_compiled_metrics_compare_x_with_the_reconstruction_and_a_loss_is_refused():
+    x = _binary_images(16)
+    vae = _vae()
+    vae.compile(optimizer="adam", metrics=["mse"], weighted_metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+    logs = vae.evaluate(x, batch_size=16, verbose=0, return_dict=True)
+    reconstruction = vae.reconstruct(x).numpy()
+    np.testing.assert_allclose(logs["mse"], np.mean((x - reconstruction) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(logs["mae"], np.mean(np.abs(x - reconstruction)), rtol=1e-5)
+    assert {"mse", "mae", "loss", "elbo"} <= set(vae.fit(x, batch_size=8, verbose=0).history)
+    with pytest.raises(ValueError, match="trains on its own bound.*`loss` must be None; received 'mse'"):
+        vae.compile(optimizer="adam", loss="mse")
+    assert hasattr(vae, "_compile_metrics")  # the private Keras attribute VAE._compiled_metrics reads
+
+
+def test_compiled_metrics_survive_save_and_load(tmp_path):
+    vae = _vae()
+    vae.compile(optimizer="adam", metrics=["mse"])
+    vae.save(tmp_path / "vae.keras")
+    loaded = keras.models.load_model(tmp_path / "vae.keras")
+    assert "mse" in loaded.evaluate(_binary_images(8), verbose=0, return_dict=True)
+
+
+# One seed convention -------------------------------------------------------------
+
+
+def test_every_seed_argument_takes_none_an_int_a_pair_or_a_seed_generator():
+    vae = _vae(seed=keras.random.SeedGenerator(9))
+    assert vae.seed == 9 and assert_config_round_trip(vae).seed == 9
+    x = _binary_images(3)
+    np.testing.assert_array_equal(vae.sample(8, seed=3), vae.sample(8, seed=(3, 0)))
+    np.testing.assert_array_equal(vae.elbo(x, seed=4), vae.elbo(x, seed=np.array([4, 0])))
+    np.testing.assert_array_equal(vae.log_likelihood(x, k=3, seed=5), vae.log_likelihood(x, k=3, seed=tf.constant([5, 0])))
+    generator = keras.random.SeedGenerator(1)
+    first, second = vae.sample(2, seed=generator), vae.sample(2, seed=generator)
+    assert not np.allclose(first, second)  # a generator gives a new seed each call
+    np.testing.assert_array_equal(first, vae.sample(2, seed=keras.random.SeedGenerator(1)))
+    assert vae.sample(2).shape == (2, *IMAGE_SHAPE)  # None: the model's own generator
+    for bad in ("3", 1.5, (1, 2, 3), True):
+        with pytest.raises(ValueError, match=r"`seed` must be None, an int, a pair of ints or a keras.random.SeedGenerator"):
+            vae.sample(2, seed=bad)
+
+
+# Non-finite losses -------------------------------------------------------------
+
+
+def _poisoned(x, index):
+    x = x.copy()
+    x[index] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("jit_compile, steps_per_execution", [(False, 1), (True, 1), (False, 4)])
+def test_fit_stops_at_the_first_non_finite_step_and_keeps_the_weights_of_the_last_finite_one(jit_compile, steps_per_execution):
+    x = _poisoned(_binary_images(64), 8 * 2 + 3)  # in step 3 of each epoch (batches of 8)
+    initial = _vae(seed=4).get_weights()
+
+    def compiled():
+        vae = _vae(seed=4, check_support=False)
+        vae.set_weights(initial)
+        vae.compile(optimizer="adam", jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        return vae
+
+    vae = compiled()
+    with pytest.raises(tfvae.NonFiniteLossError) as raised:
+        vae.fit(x, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    message = str(raised.value)
+    assert "Non-finite loss at epoch 1, step 3 (optimizer step 3): " in message and "loss=nan" in message
+    # With 4 steps per execution, Keras reports logs only after steps 4 and 8: none was finite.
+    assert ("Last finite values: none" if steps_per_execution > 1 else "Last finite values: elbo=") in message
+    assert int(vae.optimizer.iterations.numpy()) == 2  # the two finite steps, nothing after
+    finite_only = compiled()
+    finite_only.fit(x[:16], batch_size=8, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(vae.get_weights(), finite_only.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_non_finite_stop_can_be_turned_off():
+    vae = _vae(check_support=False, stop_on_non_finite=False)
+    vae.compile(optimizer="adam")
+    vae.fit(_poisoned(_binary_images(32), 9), batch_size=8, epochs=1, verbose=0, shuffle=False)  # no error: Keras goes on
+    assert int(vae.optimizer.iterations.numpy()) == 4
+    assert not all(np.all(np.isfinite(w)) for w in vae.get_weights())
+    assert assert_config_round_trip(vae).stop_on_non_finite is False
+
+
+def test_non_finite_stop_under_a_mirrored_strategy_keeps_finite_weights():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        vae = _vae(check_support=False)
+        vae.compile(optimizer="adam")
+    with pytest.raises(tfvae.NonFiniteLossError, match="epoch 1, step 2"):
+        vae.fit(_poisoned(_binary_images(32), 13), batch_size=8, epochs=1, verbose=0, shuffle=False)
+    assert int(vae.optimizer.iterations.numpy()) == 1
+    assert all(np.all(np.isfinite(w)) for w in vae.get_weights())

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import signal
 
 import keras
 import numpy as np
@@ -117,3 +118,41 @@ def test_train_runs_under_a_mirrored_strategy_with_the_global_batch(tmp_path):
     assert all(np.all(np.isfinite(w)) for w in vae.get_weights())
     with pytest.raises(ValueError, match=r"Unknown `strategy` 'horovod'; known: \['default', 'mirrored', 'multi_worker', 'tpu'\]"):
         training.make_strategy("horovod")
+
+
+class FailAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise RuntimeError("a callback failed")
+
+
+@needs_prepared_data
+def test_a_failed_run_gives_ctrl_c_back_to_the_previous_handler(tmp_path):
+    def previous_handler(signum, frame):
+        pass
+
+    signal.signal(signal.SIGINT, previous_handler)
+    try:
+        config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=2, batch_size=50, max_examples=100)
+        with pytest.raises(RuntimeError, match="a callback failed"):
+            training.train(config, tmp_path / "run", data_dir=DATA_DIR, verbose=0, callbacks=[FailAfterFirstEpoch()])
+        assert signal.getsignal(signal.SIGINT) is previous_handler
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_a_run_that_fails_before_writing_leaves_no_run_directory(tmp_path):
+    config = TrainingConfig(dataset="cifar10", latent_dim=2, epochs=1, max_examples=10)
+    with pytest.raises(tfvae.data.DatasetUnavailableError):
+        training.train(config, tmp_path / "run", data_dir=str(tmp_path / "no_data"), verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_legacy_configs_with_num_samples_still_load():
+    fields = {**dataclasses.asdict(TrainingConfig(objective="iwae", k=5))}
+    fields["num_samples"] = fields.pop("k")
+    assert TrainingConfig.from_json(json.dumps(fields)).k == 5
+
+
+def test_the_private_tensorflow_attribute_tfvae_relies_on_still_exists():
+    # training/strategies.py sets it to keep MirroredStrategies apart (tensorflow#62790).
+    assert isinstance(tf.distribute.MirroredStrategy._collective_key_base, int)

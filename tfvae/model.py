@@ -151,6 +151,17 @@ def _is_multi_worker(strategy):
     return sum(cluster.num_tasks(job) for job in cluster.jobs if job in ("chief", "worker")) > 1
 
 
+def _target_for_sample_weight(x, y, sample_weight):
+    """`y`, or a placeholder target when `sample_weight` comes without one.
+
+    Keras drops the `sample_weight` of arrays passed without `y`; a VAE has no
+    target, so it passes zeros (one per example) for Keras to carry the weights.
+    """
+    if y is None and sample_weight is not None and hasattr(x, "shape"):
+        return tf.zeros([x.shape[0]])
+    return y
+
+
 def _latent_dim_of(model, where):
     """The last dimension of a Functional model's first input or output, or None."""
     tensors = getattr(model, where, None)
@@ -406,6 +417,7 @@ class VAE(keras.Model):
             finite step.
         """
         x = self.check_input(x)
+        y = _target_for_sample_weight(x, y, kwargs.get("sample_weight"))
         if isinstance(validation_data, tuple):
             self.check_input(validation_data[0])
         elif validation_data is not None:
@@ -419,9 +431,10 @@ class VAE(keras.Model):
             raise NonFiniteLossError(stop.failure)
         return history
 
-    def evaluate(self, x=None, *args, **kwargs):
+    def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate`, after checking the first batch (see `check_input`)."""
-        return super().evaluate(self.check_input(x), *args, **kwargs)
+        x = self.check_input(x)
+        return super().evaluate(x, _target_for_sample_weight(x, y, kwargs.get("sample_weight")), *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict` (mean reconstructions), after checking the first batch's shape."""
