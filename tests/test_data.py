@@ -1,6 +1,9 @@
 import os
 import pathlib
+import socket
+import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -30,7 +33,9 @@ def _first_batch(dataset):
 def test_prepared_datasets_have_expected_splits_shapes_and_ranges(name, sizes, has_labels):
     splits = data.load(name, batch_size=1000, data_dir=DATA_DIR, download=False)
     assert splits.image_shape == (28, 28, 1) and splits.has_labels == has_labels
-    for split, size in zip(data.SPLIT_NAMES, sizes):
+    assert splits.num_examples == dict(zip(data.SPLIT_NAMES, sizes))
+    assert splits.steps_per_epoch == sizes[0] // 1000
+    for split, size in zip(data.SPLIT_NAMES[1:], sizes[1:]):
         assert splits[split].cardinality().numpy() == size // 1000
     images, labels = _first_batch(splits.test)
     assert images.shape == (1000, 28, 28, 1) and images.dtype == tf.float32
@@ -50,23 +55,24 @@ def test_test_split_really_holds_ten_thousand_examples():
 
 
 @needs_prepared_data
-def test_dynamic_binarization_changes_between_epochs_and_repeats_with_seed():
-    def first_epochs(seed):
-        splits = data.load("mnist", batch_size=64, binarize="dynamic", data_dir=DATA_DIR, seed=seed, shuffle_buffer=1)
-        train = splits.train.take(2)
-        epochs = [np.concatenate([images for images, _ in train]) for _ in range(2)]
-        test = [np.concatenate([images for images, _ in splits.test.take(1)]) for _ in range(2)]
-        return epochs, test
+def test_dynamic_binarization_repeats_with_seed_whatever_the_global_seed():
+    def first_batches(seed, global_seed):
+        keras.utils.set_random_seed(global_seed)  # must not matter
+        splits = data.load("mnist", batch_size=64, binarize="dynamic", data_dir=DATA_DIR, seed=seed, max_examples=256)
+        epochs = [next(iter(splits.epoch_batches(epoch)))[0].numpy() for epoch in (0, 1)]
+        tests = [next(iter(splits.test))[0].numpy() for _ in range(2)]
+        return epochs, tests
 
-    (epoch_1, epoch_2), (test_1, test_2) = first_epochs(seed=3)
-    assert set(np.unique(epoch_1)) == {0.0, 1.0}
-    assert np.mean(epoch_1 != epoch_2) > 0.01  # fresh draws over the same images (no shuffling)
+    (epoch_0, epoch_1), (test_1, test_2) = first_batches(seed=3, global_seed=1)
+    assert set(np.unique(epoch_0)) == {0.0, 1.0} and set(np.unique(test_1)) == {0.0, 1.0}
+    assert np.mean(epoch_0 != epoch_1) > 0.01
     np.testing.assert_array_equal(test_1, test_2)  # evaluation binarised once
-    (again_1, again_2), _ = first_epochs(seed=3)
+    (again_0, again_1), (again_test, _) = first_batches(seed=3, global_seed=2)
+    np.testing.assert_array_equal(again_0, epoch_0)
     np.testing.assert_array_equal(again_1, epoch_1)
-    np.testing.assert_array_equal(again_2, epoch_2)
-    (other_1, _), _ = first_epochs(seed=4)
-    assert np.any(other_1 != epoch_1)
+    np.testing.assert_array_equal(again_test, test_1)
+    (other_0, _), (other_test, _) = first_batches(seed=4, global_seed=1)
+    assert np.any(other_0 != epoch_0) and np.any(other_test != test_1)
 
 
 def test_cifar10_path_through_mocked_tfds():
@@ -163,3 +169,212 @@ def test_train_from_gives_each_epoch_the_batches_of_its_seed_and_number_alone():
     skipped = batches(splits.train_from(1, 2, skip_batches=2), 1)
     np.testing.assert_array_equal(skipped[0][1], from_zero[steps + 2][1])
     assert set(np.unique(from_zero[0][0])) <= {0.0, 1.0}
+
+
+def _arrays(dataset):
+    """Every batch of `dataset` as a tuple of NumPy arrays."""
+    return [tuple(t.numpy() for t in (b if isinstance(b, tuple) else (b,))) for b in dataset]
+
+
+def _assert_same_batches(actual, expected):
+    assert len(actual) == len(expected)
+    for actual_batch, expected_batch in zip(actual, expected):
+        for a, b in zip(actual_batch, expected_batch, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+GREY = (np.arange(40 * 4 * 4).reshape(40, 4, 4, 1) % 251).astype(np.uint8)
+
+
+@pytest.mark.parametrize("labels", [np.arange(40), None], ids=["labelled", "unlabelled"])
+def test_each_iteration_of_train_is_the_next_epoch_of_epoch_batches(labels):
+    splits = data.from_array(GREY, labels=labels, batch_size=8, binarize="dynamic", seed=3)
+    iterations = [_arrays(splits.train) for _ in range(3)]
+    for epoch, batches in enumerate(iterations):
+        _assert_same_batches(batches, _arrays(splits.epoch_batches(epoch)))
+    assert splits.train.cardinality().numpy() == splits.steps_per_epoch == 4
+    assert not np.array_equal(iterations[0][0][0], iterations[1][0][0])  # a new epoch each time
+    assert not np.array_equal(iterations[1][0][0], iterations[2][0][0])
+
+
+def test_an_iterator_that_stops_early_does_not_advance_the_epoch():
+    splits = data.from_array(GREY, labels=None, batch_size=8, binarize="dynamic", seed=3)
+    next(iter(splits.train.take(1)))  # a peek, as VAE.fit's input check takes
+    list(splits.train.take(2))  # an epoch cut short
+    _assert_same_batches(_arrays(splits.train), _arrays(splits.epoch_batches(0)))
+    _assert_same_batches(_arrays(splits.train), _arrays(splits.epoch_batches(1)))
+
+
+def test_fit_trains_on_epochs_zero_one_two_of_epoch_batches():
+    class Recorder(keras.Model):
+        """Records the images of each training step instead of training."""
+
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(1)
+            self.seen = []
+
+        def call(self, images):
+            return self.dense(images)
+
+        def train_step(self, batch):
+            self.seen.append(keras.ops.convert_to_numpy(batch[0]))
+            return {"loss": 0.0}
+
+    splits = data.from_array(GREY, labels=np.arange(40), batch_size=8, binarize="dynamic", seed=3)
+    model = Recorder()
+    model.compile(optimizer="sgd", run_eagerly=True)
+    model.fit(splits.train, epochs=3, shuffle=False, verbose=0)
+    expected = [images for epoch in range(3) for images, _ in _arrays(splits.epoch_batches(epoch))]
+    _assert_same_batches([(images,) for images in model.seen], [(images,) for images in expected])
+
+
+def test_dynamic_binarization_draws_each_epoch_afresh_from_the_same_images():
+    images = np.tile(np.array([0, 64, 128, 255], np.uint8), 40 * 4).reshape(40, 4, 4, 1)
+    splits = data.from_array(images, labels=np.arange(40), batch_size=40, binarize="dynamic", seed=0,
+                             validation_fraction=0.1, test_fraction=0.1)
+    (epoch_0, labels_0), = _arrays(splits.epoch_batches(0))
+    (epoch_1, labels_1), = _arrays(splits.epoch_batches(1))
+    assert sorted(labels_0) == sorted(labels_1) and list(labels_0) != list(labels_1)  # reshuffled
+    same_order_0, same_order_1 = epoch_0[np.argsort(labels_0)], epoch_1[np.argsort(labels_1)]
+    grey = images[np.sort(labels_0)] / 255
+    assert set(np.unique(epoch_0)) == {0.0, 1.0}
+    np.testing.assert_array_equal(same_order_0[grey == 0], 0.0)  # x ~ Bernoulli(p) is 0 for p = 0
+    np.testing.assert_array_equal(same_order_0[grey == 1], 1.0)  # and 1 for p = 1
+    middle = (grey > 0) & (grey < 1)
+    assert np.any(same_order_0[middle] != same_order_1[middle])  # fresh draws
+
+
+def test_validation_and_test_are_binarised_once_whatever_the_global_seed():
+    def splits(global_seed):
+        keras.utils.set_random_seed(global_seed)
+        return data.from_array(GREY, batch_size=8, binarize="dynamic", seed=5,
+                               validation_fraction=0.2, test_fraction=0.2)
+
+    first, second = splits(1), splits(2)
+    for split in ("validation", "test"):
+        batches = _arrays(first[split])
+        _assert_same_batches(_arrays(first[split]), batches)
+        _assert_same_batches(_arrays(second[split]), batches)
+    _assert_same_batches(_arrays(second.epoch_batches(4)), _arrays(first.epoch_batches(4)))
+
+
+def test_train_from_skips_across_epoch_boundaries_and_checks_its_arguments():
+    splits = data.from_array(GREY, batch_size=8, binarize="dynamic", seed=3)  # 4 batches per epoch
+    every = [batch for epoch in (1, 2, 3) for batch in _arrays(splits.epoch_batches(epoch))]
+    resumed = splits.train_from(1, 4, skip_batches=6)
+    assert resumed.cardinality().numpy() == 6
+    _assert_same_batches(_arrays(resumed), every[6:])
+    with pytest.raises(ValueError, match=r"`skip_batches` must be an int in \[0, 4\); received 4"):
+        splits.train_from(0, 1, skip_batches=4)
+    with pytest.raises(ValueError, match="0 <= first_epoch < last_epoch; received 2 and 2"):
+        splits.train_from(2, 2)
+    with pytest.raises(ValueError, match="`epoch` must be an int >= 0; received -1"):
+        splits.epoch_batches(-1)
+
+
+def test_seed_as_int_accepts_none_ints_pairs_and_seed_generators():
+    keras.utils.set_random_seed(7)
+    drawn = data.seed_as_int(None)
+    keras.utils.set_random_seed(7)
+    assert data.seed_as_int(None) == drawn  # Python's random, seeded by Keras
+    assert data.seed_as_int(5) == 5 and data.seed_as_int(np.int64(5)) == 5
+    assert data.seed_as_int((1, 2)) == data.seed_as_int([1, 2]) == data.seed_as_int(np.array([1, 2]))
+    assert data.seed_as_int((1, 2)) != data.seed_as_int((2, 1))
+    generator, twin = keras.random.SeedGenerator(3), keras.random.SeedGenerator(3)
+    draws = [data.seed_as_int(generator) for _ in range(2)]
+    assert draws[0] != draws[1] and [data.seed_as_int(twin) for _ in range(2)] == draws
+    for value in (drawn, *draws, data.seed_as_int((1, 2))):
+        assert isinstance(value, int) and 0 <= value < 2**31
+
+
+@pytest.mark.parametrize("seed", [1.5, "0", True, (1, 2, 3), (0.5, 1.0)])
+def test_bad_seeds_are_rejected_naming_the_argument_and_the_value(seed):
+    expected = "`seed` must be None, an int, a pair of ints or a keras.random.SeedGenerator; received"
+    with pytest.raises(ValueError, match=expected):
+        data.seed_as_int(seed)
+    with pytest.raises(ValueError, match=expected):
+        data.load("mnist", data_dir="/nonexistent", download=False, seed=seed)
+    with pytest.raises(ValueError, match=expected):
+        data.from_array(GREY, seed=seed)
+
+
+def test_loaders_turn_every_kind_of_seed_into_the_same_pipelines_as_its_int():
+    def first_epoch(seed):
+        splits = data.from_array(GREY, batch_size=8, binarize="dynamic", seed=seed)
+        return splits.seed, _arrays(splits.epoch_batches(0))
+
+    as_int, batches = first_epoch(data.seed_as_int((1, 2)))
+    pair_seed, pair_batches = first_epoch((1, 2))
+    assert pair_seed == as_int
+    _assert_same_batches(pair_batches, batches)
+    keras.utils.set_random_seed(11)
+    drawn_seed, drawn_batches = first_epoch(None)
+    keras.utils.set_random_seed(11)
+    assert first_epoch(None)[0] == drawn_seed
+    _assert_same_batches(first_epoch(drawn_seed)[1], drawn_batches)
+    generator_seed, _ = first_epoch(keras.random.SeedGenerator(3))
+    assert generator_seed == data.seed_as_int(keras.random.SeedGenerator(3))
+
+
+@needs_prepared_data
+def test_a_prepared_dataset_is_read_without_the_network(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("a prepared dataset must not touch the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_network)
+    splits = data.load("binarized_mnist", batch_size=16, data_dir=DATA_DIR, download=True, max_examples=32)
+    assert next(iter(splits.train)).shape == (16, 28, 28, 1)
+
+
+def _folders(root):
+    return sorted(path for path, _, _ in os.walk(root))
+
+
+def test_a_download_whose_server_does_not_answer_fails_at_once_and_leaves_no_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "unreachable_reason", lambda url, **kwargs: "no network (simulated)")
+    data_dir = tmp_path / "not" / "yet"
+    started = time.perf_counter()
+    with pytest.raises(data.DatasetUnavailableError, match="could not be downloaded: no network \\(simulated\\)"):
+        data.load("cifar10", data_dir=str(data_dir))
+    assert time.perf_counter() - started < 30  # a hang guard; it takes well under a second
+    assert _folders(tmp_path) == [str(tmp_path)]
+
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+
+
+def test_on_a_machine_without_internet_a_missing_dataset_fails_within_seconds(tmp_path):
+    if data.unreachable_reason(CIFAR10_URL) is None:
+        pytest.skip("this machine reaches the internet: load would download CIFAR-10")
+    started = time.perf_counter()
+    with pytest.raises(data.DatasetUnavailableError, match="'cifar10' is not prepared in .* could not be downloaded"):
+        data.load("cifar10", data_dir=str(tmp_path))
+    assert time.perf_counter() - started < 30  # tensorflow-datasets alone retries for 3.5 minutes
+    assert _folders(tmp_path) == [str(tmp_path)]
+
+
+def test_unreachable_reason_names_the_host_and_ignores_non_http_urls():
+    started = time.perf_counter()
+    reason = data.unreachable_reason("http://tfvae-test.invalid/file.tar.gz", timeout=5)
+    assert reason.startswith("cannot reach tfvae-test.invalid") or reason.startswith("no answer from")
+    assert time.perf_counter() - started < 30
+    assert data.unreachable_reason("ftp://tfvae-test.invalid/file.tar.gz") is None
+
+
+def test_downloads_from_servers_that_answer_go_through_tfds_unchanged(monkeypatch):
+    calls = []
+    def fake_open_url(url, **kwargs):
+        calls.append((url, kwargs))
+        return "opened"
+
+    monkeypatch.setattr(data._tfds_downloader, "_open_url", fake_open_url)
+    monkeypatch.setattr(data, "unreachable_reason", lambda url, **kwargs: None if "good" in url else "down")
+    with data._downloads_fail_fast():
+        assert data._tfds_downloader._open_url("https://good/a", verify=False) == "opened"
+        with pytest.raises(OSError, match="down"):
+            data._tfds_downloader._open_url("https://bad/b", verify=True)
+    assert calls == [("https://good/a", {"verify": False})]
+    assert data._tfds_downloader._open_url("https://bad/c") == "opened"  # restored afterwards

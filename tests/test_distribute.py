@@ -59,18 +59,18 @@ def test_one_mirrored_step_equals_one_single_device_step(two_replicas):
 
 
 def test_replicas_draw_different_noise(two_replicas):
-    """Each replica keeps its own block of the global noise, not a copy."""
-    x = np.zeros((GLOBAL_BATCH, *IMAGE_SHAPE), np.float32)  # same input on both replicas
+    """Each replica keeps its own block of the global batch's noise, not a copy of one."""
+    x = np.zeros((GLOBAL_BATCH, *IMAGE_SHAPE), np.float32)  # the same input on both replicas
     with two_replicas.scope():
         vae = _build_vae()
 
     @tf.function
-    def latent_samples(batch):
-        return vae._sample_latents(vae.encode(batch), tf.constant([1, 2]))[0]
+    def reconstruction_terms(batch):
+        return vae.elbo_terms(batch, seed=(1, 2)).reconstruction
 
     dataset = two_replicas.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(x).batch(GLOBAL_BATCH))
-    per_replica = two_replicas.run(latent_samples, args=(next(iter(dataset)),))
+    per_replica = two_replicas.run(reconstruction_terms, args=(next(iter(dataset)),))
     first, second = (t.numpy() for t in two_replicas.experimental_local_results(per_replica))
     assert not np.allclose(first, second)
-    single = vae._sample_latents(vae.encode(x), tf.constant([1, 2]))[0].numpy()
+    single = vae.elbo_terms(x, seed=(1, 2)).reconstruction.numpy()  # one device, the whole batch
     np.testing.assert_allclose(np.concatenate([first, second]), single, rtol=1e-6)

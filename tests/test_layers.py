@@ -6,6 +6,7 @@ import tensorflow_probability as tfp
 from scipy import stats
 
 from tfvae import layers
+from tfvae.losses import NegativeLogLikelihood
 from tests.helpers import assert_config_round_trip, serialized_round_trip
 
 tfd = tfp.distributions
@@ -137,3 +138,92 @@ def test_predict_returns_the_mean_of_the_distribution():
     np.testing.assert_allclose(single_batch, predicted, rtol=1e-6)
     assert isinstance(predicted, np.ndarray)
     np.testing.assert_allclose(predicted, model(x).mean(), rtol=1e-6)
+
+
+FLOORS = [1e-3, 0.5, 1.0, 2.0]
+SCALED_LAYERS = {
+    "independent_normal": lambda floor: layers.IndependentNormal(2, scale_floor=floor),
+    "multivariate_normal_tril": lambda floor: layers.MultivariateNormalTriL(2, scale_floor=floor),
+    "independent_gaussian": lambda floor: layers.IndependentGaussian(2, scale_floor=floor),
+}
+
+
+def _raw_params(layer, raw_scale):
+    """Parameters with zero means and every raw scale (or Cholesky entry) `raw_scale`."""
+    if isinstance(layer, layers.IndependentGaussian):
+        return np.zeros([1, 2], np.float32)
+    return np.concatenate([np.zeros([1, 2]), np.full([1, layer.num_params - 2], raw_scale)], axis=1).astype(np.float32)
+
+
+def _marginal_scales(distribution):
+    if isinstance(distribution, tfd.MultivariateNormalTriL):
+        return tf.linalg.diag_part(distribution.scale.to_dense()).numpy()
+    return distribution.stddev().numpy()
+
+
+@pytest.mark.parametrize("kind", ["independent_normal", "multivariate_normal_tril"])
+def test_scale_floor_bounds_every_scale_from_below(kind):
+    for scale_floor in FLOORS:
+        layer = SCALED_LAYERS[kind](scale_floor)
+        scales = _marginal_scales(layer(_raw_params(layer, -100.0)))
+        np.testing.assert_allclose(scales, np.full([1, 2], scale_floor), rtol=1e-6, err_msg=str(scale_floor))
+
+
+@pytest.mark.parametrize("kind", sorted(SCALED_LAYERS))
+def test_scale_starts_at_the_documented_initial_scale(kind):
+    """A learned scale starts at max(1, 2 floor), to float32 rounding; so does a raw parameter of its inverse."""
+    for scale_floor in FLOORS:
+        layer = SCALED_LAYERS[kind](scale_floor)
+        raw = float(layers.initial_scale_initializer(scale_floor)(shape=(), dtype="float32"))
+        expected = np.full([1, 2], layers.initial_scale(scale_floor), np.float32)
+        np.testing.assert_array_max_ulp(_marginal_scales(layer(_raw_params(layer, raw))), expected, maxulp=1)
+
+
+@pytest.mark.parametrize("kind", sorted(SCALED_LAYERS))
+def test_any_positive_scale_floor_trains_to_finite_loss(kind):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    y = (x[:, :2] + 0.1 * rng.normal(size=(16, 2))).astype(np.float32)
+    for scale_floor in FLOORS:
+        layer = SCALED_LAYERS[kind](scale_floor)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(layer.num_params), layer])
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=NegativeLogLikelihood())
+        before = [w.numpy() for w in model.trainable_weights]
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)  # 4 steps
+        assert np.all(np.isfinite(history.history["loss"])), scale_floor
+        assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights)), scale_floor
+        assert np.all(np.isfinite(model(x).log_prob(y))), scale_floor
+        assert np.all(_marginal_scales(model(x)) >= scale_floor), scale_floor
+
+
+def test_independent_gaussian_density_matches_tfp_normal():
+    means = np.array([[0.5, -1.0, 2.0]], np.float32)
+    x = np.array([[0.0, 0.0, 1.0]], np.float32)
+    distribution = layers.independent_gaussian(means, (3,), tf.constant([0.5, 1.0, 2.0]))
+    expected = tfd.Normal(means[0], [0.5, 1.0, 2.0]).log_prob(x[0]).numpy().sum()
+    np.testing.assert_allclose(distribution.log_prob(x), [expected], rtol=1e-6)
+    assert distribution.batch_shape == [1] and distribution.event_shape == [3]
+
+
+def test_pure_functions_match_their_layers():
+    params = np.random.default_rng(0).normal(size=(4, 9)).astype(np.float32)
+    x = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        layers.independent_normal(params[:, :6], (3,), 0.1).log_prob(x),
+        layers.IndependentNormal(3, scale_floor=0.1)(params[:, :6]).log_prob(x),
+    )
+    np.testing.assert_allclose(
+        layers.multivariate_normal_tril(params, 3, 0.1).log_prob(x),
+        layers.MultivariateNormalTriL(3, scale_floor=0.1)(params).log_prob(x),
+    )
+    np.testing.assert_allclose(
+        layers.independent_bernoulli(params[:, :3], (3,)).log_prob((x > 0).astype(np.float32)),
+        layers.IndependentBernoulli(3)(params[:, :3]).log_prob((x > 0).astype(np.float32)),
+    )
+
+
+def test_layers_with_large_floors_round_trip_through_config():
+    for make_layer in SCALED_LAYERS.values():
+        layer = make_layer(2.0)
+        assert_config_round_trip(layer)
+        assert serialized_round_trip(layer).get_config() == layer.get_config()

@@ -2,10 +2,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfvae import layers
 from tfvae.losses import NegativeLogLikelihood
-from tests.helpers import assert_config_round_trip
+from tests.helpers import assert_config_round_trip, serialized_round_trip
+
+tfd = tfp.distributions
 
 
 def _normal(loc, scale):
@@ -33,7 +36,109 @@ def test_rejects_targets_without_event_axis_and_unknown_reduction():
 
 
 def test_config_round_trips():
-    assert_config_round_trip(NegativeLogLikelihood(reduction="sum", name="nll"))
+    loss = NegativeLogLikelihood(reduction="sum", name="nll")
+    assert_config_round_trip(loss)
+    restored = serialized_round_trip(loss)
+    assert isinstance(restored, NegativeLogLikelihood) and restored.get_config() == loss.get_config()
+
+
+TARGET_SHAPE_ERROR = r"`y_true` must have shape \[batch, \*event_shape\] = "
+SAMPLE_WEIGHT_ERROR = r"`sample_weight` must be a scalar, \[batch\] or \[batch, 1\] with batch "
+
+
+def test_refuses_targets_whose_shape_differs_from_batch_and_event_shape():
+    distribution = _normal(np.zeros(64), np.ones(64))
+    for y_shape in [(64, 3), (32, 1), (64, 1, 1), (64,)]:  # (64, 3) would broadcast to a finite, meaningless loss
+        received = ", ".join(map(str, y_shape))
+        with pytest.raises(ValueError, match=TARGET_SHAPE_ERROR + rf"\[64, 1\].*received shape \[{received}\]"):
+            NegativeLogLikelihood()(np.zeros(y_shape, np.float32), distribution)
+
+
+def test_accepts_batch_targets_for_a_distribution_with_scalar_events():
+    distribution = tfd.Normal(loc=[0.0, 1.0, 2.0], scale=[1.0, 2.0, 0.5])
+    y = np.array([0.5, 0.0, 2.5], np.float32)
+    np.testing.assert_allclose(
+        NegativeLogLikelihood(reduction="none")(y, distribution), -distribution.log_prob(y), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match=r"y_true.*\[3\].*received shape \[3, 1\]"):
+        NegativeLogLikelihood()(y[:, None], distribution)
+
+
+def test_sample_weight_of_every_accepted_shape_scales_each_example():
+    distribution = _normal([0.0, 1.0, 2.0], [1.0, 2.0, 0.5])
+    y = np.array([[0.5], [0.0], [2.5]], np.float32)
+    per_example = -distribution.log_prob(y).numpy()
+    weights = np.array([0.5, 0.0, 3.0], np.float32)
+    expected = (weights * per_example).sum() / 3  # divided by the batch size, not by the weights' sum
+    loss = NegativeLogLikelihood()
+    for sample_weight in (weights, weights[:, None], tf.constant(weights)):
+        np.testing.assert_allclose(loss(y, distribution, sample_weight=sample_weight), expected, rtol=1e-6)
+    np.testing.assert_allclose(loss(y, distribution, sample_weight=2.0), 2 * per_example.mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        NegativeLogLikelihood(reduction="none")(y, distribution, sample_weight=weights),
+        weights * per_example,
+        rtol=1e-6,
+    )
+    for bad in (np.ones(2), np.ones([3, 2]), np.ones([1, 3])):
+        received = ", ".join(map(str, bad.shape))
+        with pytest.raises(ValueError, match=SAMPLE_WEIGHT_ERROR + rf"3; received shape \[{received}\]"):
+            loss(y, distribution, sample_weight=bad)
+
+
+def _regression_model():
+    return keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(layers.IndependentNormal.params_size(2)), layers.IndependentNormal(2)]
+    )
+
+
+def test_fit_and_evaluate_with_correct_shapes_give_the_mean_nll():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3)).astype(np.float32)
+    y = rng.normal(size=(12, 2)).astype(np.float32)
+    weights = rng.uniform(size=12).astype(np.float32)
+    model = _regression_model()
+    model.compile(optimizer="adam", loss=NegativeLogLikelihood())
+    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    per_example = -model(x).log_prob(y).numpy()
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=12, verbose=0), per_example.mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        model.evaluate(x, y, sample_weight=weights, batch_size=12, verbose=0),
+        (weights * per_example).mean(),
+        rtol=1e-5,
+    )
+
+
+def test_fit_refuses_targets_of_the_wrong_event_shape():
+    x = np.zeros([8, 3], np.float32)
+    model = _regression_model()
+    model.compile(optimizer="adam", loss=NegativeLogLikelihood())
+    # Keras traces with the batch size known (4) or not (None).
+    with pytest.raises(ValueError, match=TARGET_SHAPE_ERROR + r"\[(None|4), 2\].*received shape \[(None|4), 3\]"):
+        model.fit(x, np.zeros([8, 3], np.float32), batch_size=4, verbose=0)
+
+
+def test_mean_over_replicas_matches_one_device():
+    """Under MirroredStrategy the loss is divided by the replicas, as Keras' own losses are."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    y = rng.normal(size=(8, 2)).astype(np.float32)
+
+    def fit_one_step():
+        model = _regression_model()
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=NegativeLogLikelihood())
+        model.set_weights(initial)
+        evaluated = model.evaluate(x, y, batch_size=8, verbose=0)
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        return evaluated, model.get_weights()
+
+    initial = _regression_model().get_weights()
+    one_device = fit_one_step()
+    with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+        two_replicas = fit_one_step()
+    np.testing.assert_allclose(two_replicas[0], one_device[0], rtol=1e-5)
+    for replicated, single in zip(two_replicas[1], one_device[1]):
+        np.testing.assert_allclose(replicated, single, rtol=1e-5, atol=1e-6)
 
 
 def test_heteroscedastic_regression_recovers_noise_scale():

@@ -5,9 +5,19 @@ registers tfvae's Keras objects, so that `keras.saving.load_model` reads
 `.keras` files that hold them.
 """
 
-from tfvae import _backend  # noqa: F401  (must run before Keras is imported)
-from tfvae import architectures, bounds, data, export, inputs, layers, losses, priors, seeds
-from tfvae.model import VAE, NonFiniteLossError
+import os
+import sys
+
+if getattr(sys, "argv", None) and (sys.argv[0] == "-m" or os.path.basename(sys.argv[0]) == "tfvae"):
+    # The program is the `tfvae` command (`tfvae ...` or `python -m tfvae ...`):
+    # keep TensorFlow's start-up notices off its output. Library users see them.
+    from tfvae import _quiet
+
+    _quiet.quiet_tensorflow_startup()
+
+from tfvae import _backend  # noqa: E402, F401  (must run before Keras is imported)
+from tfvae import architectures, bounds, data, export, inputs, layers, losses, priors, seeds  # noqa: E402
+from tfvae.model import VAE, NonFiniteLossError  # noqa: E402
 
 __version__ = "0.2.0"
 

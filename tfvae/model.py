@@ -12,12 +12,14 @@ import copy
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfvae import bounds, inputs, seeds
 from tfvae.layers import SERIALIZATION_PACKAGE
 from tfvae.priors import StandardNormal
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
+tfd = tfp.distributions
 
 
 class NonFiniteLossError(RuntimeError):
@@ -141,6 +143,35 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 def _format_logs(logs):
     return ", ".join(f"{name}={float(value):.4g}" for name, value in sorted(logs.items()))
+
+
+def reparameterized_sample(distribution, sample_shape, seed):
+    """Draws `[*sample_shape, *batch_shape, *event_shape]` from `distribution` with a stateless seed.
+
+    For Gaussians (`tfd.Normal`, `tfd.Independent` of one, and
+    `tfd.MultivariateNormalLinearOperator` such as `MultivariateNormalTriL`)
+    the standard normal noise is drawn here with TensorFlow's Philox
+    algorithm, then moved by loc + scale * noise, exactly as TFP's own
+    `sample` does. TFP asks for the "auto_select" algorithm, which on the CPU
+    is Philox too (the same values without XLA) but under XLA compiles to a
+    generator that made a whole training step of the IWAE-paper MLP about
+    twice as slow (scripts/benchmark_throughput.py). Other families use their
+    own `sample`.
+    """
+    sample_shape = tf.cast(sample_shape, tf.int32)
+    gaussian = distribution.distribution if isinstance(distribution, tfd.Independent) else distribution
+    if isinstance(gaussian, tfd.Normal):
+        noise = _philox_normal(tf.concat([sample_shape, gaussian.batch_shape_tensor()], 0), seed, gaussian.dtype)
+        return noise * gaussian.scale + gaussian.loc
+    if isinstance(distribution, tfd.MultivariateNormalLinearOperator):
+        shape = tf.concat([sample_shape, distribution.batch_shape_tensor(), distribution.event_shape_tensor()], 0)
+        noise = _philox_normal(shape, seed, distribution.dtype)
+        return distribution.scale.matvec(noise) + distribution.loc
+    return distribution.sample(sample_shape, seed=seed)
+
+
+def _philox_normal(shape, seed, dtype):
+    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg="philox")
 
 
 def _is_multi_worker(strategy):
@@ -290,6 +321,11 @@ class VAE(keras.Model):
     # Public API ---------------------------------------------------------------
 
     @property
+    def kl_method(self):
+        """How the KL term is computed: "analytic" or "monte_carlo" (`kl` resolved)."""
+        return self._kl_method
+
+    @property
     def input_shape_per_example(self):
         """The encoder's input shape after the batch axis, or None if unknown."""
         return tuple(self.encoder.inputs[0].shape[1:]) if getattr(self.encoder, "inputs", None) else None
@@ -354,7 +390,7 @@ class VAE(keras.Model):
             _check_positive_int("num_images", num_images)
         seed = seeds.stateless(seed, self.seed_generator)
         prior_seed, likelihood_seed = tf.unstack(tf.random.split(seed))
-        z = self.prior.distribution().sample(num_images, seed=prior_seed)
+        z = reparameterized_sample(self.prior.distribution(), [num_images], prior_seed)
         likelihood = self.decode(z)
         return likelihood.mean() if mean else likelihood.sample(seed=likelihood_seed)
 
@@ -515,6 +551,19 @@ class VAE(keras.Model):
         def apply():
             self.optimizer.apply_gradients(zip(gradients, variables))
 
+        if not tf.distribute.has_strategy() and self.optimizer.built:
+            # One device: apply, then put back the values from before the step
+            # unless it counts. Under XLA the selection fuses into the update;
+            # a tf.cond around the update made a step 20% slower.
+            state = [*variables, *self.optimizer.variables]
+            before = [tf.identity(variable.value) for variable in state]
+            apply()
+            for variable, value in zip(state, before):
+                variable.assign(tf.where(apply_now, variable.value, value))
+            return
+
+        # `tf.__internal__` API, used here only, as Keras' LossScaleOptimizer
+        # uses it (tests/test_model.py checks that it exists).
         if not tf.distribute.has_strategy() or tf.__internal__.distribute.strategy_supports_no_merge_call():
             tf.cond(apply_now, apply, lambda: None)
             return
@@ -534,7 +583,8 @@ class VAE(keras.Model):
             [per_example_loss, terms.elbo, terms.reconstruction, terms.kl], sample_weight  # METRIC_NAMES
         )
         if self._compiled_metrics():
-            logs = self.compute_metrics(x, tf.cast(x, self.compute_dtype), self(x, training=training), sample_weight)
+            reconstruction = self(x, training=training)
+            logs = self.compute_metrics(x, tf.cast(x, reconstruction.dtype), reconstruction, sample_weight)
         else:
             logs = self.terms_tracker.result()
         if _is_multi_worker(self.distribute_strategy):
@@ -594,8 +644,8 @@ class VAE(keras.Model):
         seed = tf.cast(seed, tf.int32)
         context = tf.distribute.get_replica_context()
         if context is None or context.num_replicas_in_sync == 1:
-            return posterior.sample(k, seed=seed)
-        samples = posterior.sample([k, context.num_replicas_in_sync], seed=seed)
+            return reparameterized_sample(posterior, [k], seed)
+        samples = reparameterized_sample(posterior, [k, context.num_replicas_in_sync], seed)
         return tf.gather(samples, context.replica_id_in_sync_group, axis=1)
 
     # Serialization ------------------------------------------------------------

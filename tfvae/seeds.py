@@ -82,5 +82,5 @@ def as_int(seed, argument="seed"):
         return int(seed) % 2**31
     if isinstance(seed, keras.random.SeedGenerator) or tf.is_tensor(seed) or isinstance(seed, (tuple, list, np.ndarray)):
         first, second = (int(value) for value in np.asarray(stateless(seed, argument=argument)))
-        return (first * 1_000_003 + second) % 2**31
+        return (first + second * 1_000_003) % 2**31  # (s, 0) gives s, as the int s does
     raise _error(seed, argument)

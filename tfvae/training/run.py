@@ -149,6 +149,7 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
             initial_epoch=first_epoch,
             callbacks=[*(chief_callbacks(append_history) if is_chief else ()), checkpointing, *callbacks],
             verbose=verbose,
+            shuffle=False,  # the pipeline shuffles; Keras would warn that it ignores shuffle=True
         )
 
     started = time.perf_counter()

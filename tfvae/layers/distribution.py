@@ -1,0 +1,214 @@
+"""The base of tfvae's distribution layers, and what they share.
+
+A distribution layer turns a tensor of unconstrained parameters into a
+distribution:
+
+    params: [batch, ..., params_size]  ->  distribution with batch_shape [batch]
+                                           and event_shape `event_shape`
+
+The math lives in a pure function per family (`tfvae.layers.independent`); the
+Keras classes are thin wrappers that validate shapes, declare the output spec
+for Functional models and serialize. A layer's symbolic output (what a
+Functional model sees while it is being built) is a tensor shaped like one
+sample, `[batch, *event_shape]`; its eager or graph output is the distribution.
+
+Scales. Every learned scale is `sigma = softplus(raw) + scale_floor`, the
+bijector `scale_bijector(scale_floor)`, so that it stays positive and a
+collapsing variance cannot make log-densities infinite. A scale that is a
+variable starts at
+
+    initial_scale(scale_floor) = max(1, 2 * scale_floor),
+
+i.e. 1 (a unit Gaussian) for every floor below 1/2, and twice the floor above
+it, where 1 is no longer comfortably above the floor. The rule is continuous
+in the floor and keeps softplus(raw) >= 1/2 at the start, so the raw value
+`scale_bijector(scale_floor).inverse(initial_scale(scale_floor))` exists and
+is well conditioned for every floor > 0.
+
+Mixed precision. Keras' mixed-precision guide keeps a model's output layer in
+float32; densities, log-probabilities and KL terms are where float16 and
+bfloat16 lose the most. So under a mixed global policy (compute dtype !=
+variable dtype, e.g. "mixed_float16", "mixed_bfloat16") a distribution layer
+or prior created without `dtype=` computes in the policy's variable dtype
+(float32): `resolve_dtype(None)`. The parameters arriving from float16 layers
+are cast with `tf.cast`, and variables read outside a layer call (priors) are
+cast explicitly, so every distribution is float32. Passing `dtype=` overrides
+this.
+
+Where Keras needs a tensor instead of a distribution (`model.predict`, a
+built-in loss such as `"mse"`, a metric such as `"mae"`, a layer stacked on top
+of a distribution layer, e.g. a classifier on a trained encoder), the
+distributions returned here convert to their mean: they are ordinary
+`tfd.Independent` and `tfd.MultivariateNormalTriL` instances whose class adds
+`__tf_tensor__`.
+"""
+
+import math
+import numbers
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae import _backend  # noqa: F401  (selects the TensorFlow backend)
+
+tfd = tfp.distributions
+tfb = tfp.bijectors
+
+SERIALIZATION_PACKAGE = "tfvae"
+
+
+class _ConvertsToMean:
+    """Mixin: `tf.convert_to_tensor(distribution)` gives `distribution.mean()`.
+
+    The method must live on the class, not the instance, because Keras'
+    predict loop rebuilds the distribution from its type spec when it leaves
+    a `tf.function`.
+    """
+
+    def __tf_tensor__(self, dtype=None, name=None):
+        return tf.convert_to_tensor(self.mean(), dtype=dtype, name=name)
+
+    def numpy(self):
+        """The mean as a NumPy array (eager only), as `model.predict` expects."""
+        return self.mean().numpy()
+
+    def __array__(self, dtype=None, copy=None):
+        # Keras converts a layer's positional input through `convert_to_tensor`
+        # only when it has `__array__`; TF then uses `__tf_tensor__` (graphs
+        # included), so a layer stacked on a distribution receives its mean.
+        return np.asarray(self.numpy(), dtype=dtype)
+
+
+class MeanConvertibleIndependent(_ConvertsToMean, tfd.Independent):
+    """`tfd.Independent` that converts to its mean where a tensor is needed."""
+
+
+class MeanConvertibleMultivariateNormalTriL(_ConvertsToMean, tfd.MultivariateNormalTriL):
+    """`tfd.MultivariateNormalTriL` that converts to its mean where needed."""
+
+
+def as_event_shape(event_shape, argument="event_shape"):
+    """Returns `event_shape` as a tuple of positive ints, or raises ValueError."""
+    shape = (event_shape,) if isinstance(event_shape, int) else tuple(event_shape)
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise ValueError(
+            f"`{argument}` must be a positive int or a non-empty tuple of positive "
+            f"ints; received {event_shape!r}."
+        )
+    return shape
+
+
+_as_event_shape = as_event_shape  # the name priors and older code import
+
+
+def check_positive(value, argument, expected="a finite number > 0"):
+    """Returns `value` as a float, or raises ValueError naming `argument` unless it is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise ValueError(f"`{argument}` must be {expected}; received {value!r}.")
+    return float(value)
+
+
+def check_scale_floor(scale_floor):
+    """Returns `scale_floor` as a float, or raises ValueError unless it is a finite number > 0."""
+    return check_positive(scale_floor, "scale_floor")
+
+
+def scale_bijector(scale_floor, dtype="float32"):
+    """The map raw -> scale, `sigma = softplus(raw) + scale_floor`, as a bijector.
+
+    The one definition of tfvae's positive scales: layers apply `.forward` to
+    raw parameters, initializers apply `.inverse` to the scale they start at.
+    Elementwise, so any shape; `dtype` is the dtype of the tensors it maps.
+    """
+    floor = np.asarray(check_scale_floor(scale_floor), tf.as_dtype(dtype).as_numpy_dtype)
+    return tfb.Chain([tfb.Shift(floor), tfb.Softplus()], name="scale")
+
+
+def initial_scale(scale_floor):
+    """The scale a learned scale variable starts at: `max(1, 2 * scale_floor)`."""
+    return max(1.0, 2.0 * check_scale_floor(scale_floor))
+
+
+def initial_scale_initializer(scale_floor):
+    """Initializer of a raw scale variable so that its scale is `initial_scale(scale_floor)`.
+
+    The raw value is the bijector's inverse, computed in float64 so that the
+    float32 variable holds the correctly rounded value.
+    """
+    with tf.init_scope():  # eager even where a layer is built inside a tf.function
+        raw = scale_bijector(scale_floor, "float64").inverse(np.float64(initial_scale(scale_floor)))
+        return keras.initializers.Constant(float(raw))
+
+
+# The old name: the scale is 1 for every floor below 1/2.
+unit_scale_initializer = initial_scale_initializer
+
+
+def resolve_dtype(dtype):
+    """The dtype a distribution layer or prior uses: `dtype`, else float32 under a mixed policy.
+
+    Returns `dtype` when given; otherwise the global policy's variable dtype
+    when the policy is mixed (its compute dtype differs), else None (the
+    global policy, as for any Keras layer).
+    """
+    if dtype is not None:
+        return dtype
+    policy = keras.config.dtype_policy()
+    if policy.compute_dtype != policy.variable_dtype:
+        return policy.variable_dtype
+    return None
+
+
+def reshape_params(params, param_shape):
+    """Reshapes `params: [batch, ...]` to `[batch, *param_shape]`."""
+    batch = tf.shape(params)[:1]
+    return tf.reshape(params, tf.concat([batch, param_shape], axis=0))
+
+
+class DistributionLayer(keras.layers.Layer):
+    """Base class: a layer mapping parameters to a `tfd.Distribution`.
+
+    Subclasses define `event_shape`, a static `params_size(...)` and
+    `make_distribution(params)`, where `params: [batch, ...]` is already cast
+    to the layer's compute dtype.
+
+    Args:
+      dtype: the layer's dtype policy; None gives float32 under a mixed
+        global policy (see the module docstring), else the global policy.
+      **kwargs: the other arguments of `keras.layers.Layer`, e.g. `name`.
+    """
+
+    event_shape: tuple
+
+    def __init__(self, dtype=None, **kwargs):
+        super().__init__(dtype=resolve_dtype(dtype), **kwargs)
+
+    @property
+    def num_params(self):
+        """Number of parameters this layer expects per example."""
+        return self.params_size(self.event_shape)
+
+    def build(self, input_shape):
+        received = input_shape[1:]
+        if all(d is not None for d in received) and math.prod(received) != self.num_params:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} needs {self.num_params} "
+                f"parameters per example (event_shape={self.event_shape}); received "
+                f"an input of shape {tuple(input_shape)}, i.e. {math.prod(received)} "
+                f"per example. Use {type(self).__name__}.params_size(...) for the "
+                "size of the layer before it."
+            )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        # tf.cast, not convert_to_tensor: float16 parameters become float32.
+        return self.make_distribution(tf.cast(inputs, self.compute_dtype))
+
+    def make_distribution(self, params):
+        raise NotImplementedError
+
+    def compute_output_spec(self, inputs):
+        # What a Functional model carries symbolically: one sample's shape.
+        return keras.KerasTensor((inputs.shape[0], *self.event_shape), dtype=self.compute_dtype)

@@ -1,0 +1,242 @@
+"""Distributions over independent elements, and the full-covariance Gaussian.
+
+Each family is a pure function from parameters to a distribution (testable
+without Keras) and a thin layer around it:
+
+    independent_normal       IndependentNormal       mean and scale per element
+    multivariate_normal_tril MultivariateNormalTriL  mean and Cholesky factor
+    independent_bernoulli    IndependentBernoulli    one logit per element
+    independent_gaussian     IndependentGaussian     mean per element, shared scale
+
+Scales go through `scale_bijector(scale_floor)`: softplus plus a floor.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae.layers.distribution import (
+    SERIALIZATION_PACKAGE,
+    DistributionLayer,
+    MeanConvertibleIndependent,
+    MeanConvertibleMultivariateNormalTriL,
+    as_event_shape,
+    check_positive,
+    check_scale_floor,
+    initial_scale_initializer,
+    reshape_params,
+    scale_bijector,
+)
+
+tfd = tfp.distributions
+tfb = tfp.bijectors
+
+
+def independent_normal(params, event_shape, scale_floor=1e-3):
+    """Diagonal Gaussian from `params: [batch, 2 * prod(event_shape)]`.
+
+    The first half of the last axis is the mean mu, the second half the raw
+    scale r, with sigma = softplus(r) + scale_floor. Returns a distribution
+    with batch shape `[batch]` and event shape `event_shape`.
+    """
+    event_shape = tuple(event_shape)
+    loc, raw_scale = tf.split(reshape_params(params, [2, *event_shape]), 2, axis=1)
+    loc, raw_scale = tf.squeeze(loc, 1), tf.squeeze(raw_scale, 1)
+    scale = scale_bijector(scale_floor, raw_scale.dtype).forward(raw_scale)
+    return MeanConvertibleIndependent(
+        tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=len(event_shape)
+    )
+
+
+def multivariate_normal_tril(params, event_size, scale_floor=1e-3):
+    """Full-covariance Gaussian from `params: [batch, n + n (n + 1) / 2]`.
+
+    The first `n = event_size` parameters are the mean; the rest fill the lower
+    triangle of the Cholesky factor L (covariance L L^T), whose diagonal goes
+    through softplus plus `scale_floor`. Returns batch shape `[batch]`, event
+    shape `[event_size]`.
+    """
+    params = reshape_params(params, [MultivariateNormalTriL.params_size(event_size)])
+    loc, raw_tril = params[..., :event_size], params[..., event_size:]
+    scale_tril = tfb.FillScaleTriL(
+        diag_bijector=scale_bijector(scale_floor, raw_tril.dtype), diag_shift=None
+    )(raw_tril)
+    return MeanConvertibleMultivariateNormalTriL(loc=loc, scale_tril=scale_tril)
+
+
+def independent_bernoulli(params, event_shape):
+    """Bernoulli per element from logits `params: [batch, prod(event_shape)]`.
+
+    Samples have the logits' float dtype (zeros and ones) so that they feed
+    straight back into a network. Returns batch shape `[batch]`, event shape
+    `event_shape`.
+    """
+    event_shape = tuple(event_shape)
+    logits = reshape_params(params, event_shape)
+    return MeanConvertibleIndependent(
+        tfd.Bernoulli(logits=logits, dtype=logits.dtype),
+        reinterpreted_batch_ndims=len(event_shape),
+    )
+
+
+def independent_gaussian(params, event_shape, scale):
+    """Gaussian per element from means `params: [batch, prod(event_shape)]`.
+
+    `scale` is a positive tensor broadcastable to `event_shape` (a scalar or
+    one value per element), shared by all examples. Returns batch shape
+    `[batch]`, event shape `event_shape`.
+    """
+    event_shape = tuple(event_shape)
+    loc = reshape_params(params, event_shape)
+    scale = tf.broadcast_to(tf.cast(scale, loc.dtype), tf.shape(loc))
+    return MeanConvertibleIndependent(
+        tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=len(event_shape)
+    )
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class IndependentNormal(DistributionLayer):
+    """Diagonal Gaussian q(z|x) or p(y|x): mean and softplus scale per element.
+
+    Args:
+      event_shape: int or tuple, the shape of one sample.
+      scale_floor: float > 0 added to every scale.
+
+    Input `[batch, 2 * prod(event_shape)]`; output a distribution with batch
+    shape `[batch]` and event shape `event_shape`.
+    """
+
+    def __init__(self, event_shape, scale_floor=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.event_shape = as_event_shape(event_shape)
+        self.scale_floor = check_scale_floor(scale_floor)
+
+    @staticmethod
+    def params_size(event_shape):
+        """Parameters per example: a mean and a raw scale per element."""
+        return 2 * math.prod(as_event_shape(event_shape))
+
+    def make_distribution(self, params):
+        return independent_normal(params, self.event_shape, self.scale_floor)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "event_shape": list(self.event_shape),
+            "scale_floor": self.scale_floor,
+        }
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class MultivariateNormalTriL(DistributionLayer):
+    """Full-covariance Gaussian parameterised by a mean and a Cholesky factor.
+
+    Args:
+      event_size: int, the dimension n of one sample.
+      scale_floor: float > 0 added to the Cholesky diagonal.
+
+    Input `[batch, n + n (n + 1) / 2]`; output batch shape `[batch]`, event
+    shape `[n]`.
+    """
+
+    def __init__(self, event_size, scale_floor=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        (self.event_size,) = as_event_shape(event_size, "event_size")
+        self.event_shape = (self.event_size,)
+        self.scale_floor = check_scale_floor(scale_floor)
+
+    @staticmethod
+    def params_size(event_size):
+        """Parameters per example: n means and n (n + 1) / 2 Cholesky entries."""
+        (n,) = as_event_shape(event_size, "event_size")
+        return n + n * (n + 1) // 2
+
+    def make_distribution(self, params):
+        return multivariate_normal_tril(params, self.event_size, self.scale_floor)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "event_size": self.event_size,
+            "scale_floor": self.scale_floor,
+        }
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class IndependentBernoulli(DistributionLayer):
+    """Bernoulli likelihood p(x|z) for binary data, one logit per element.
+
+    Args:
+      event_shape: int or tuple, e.g. `(28, 28, 1)`.
+
+    Input `[batch, prod(event_shape)]` logits (any shape with that many values
+    per example); output batch shape `[batch]`, event shape `event_shape`.
+    """
+
+    def __init__(self, event_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.event_shape = as_event_shape(event_shape)
+
+    @staticmethod
+    def params_size(event_shape):
+        """Parameters per example: one logit per element."""
+        return math.prod(as_event_shape(event_shape))
+
+    def make_distribution(self, params):
+        return independent_bernoulli(params, self.event_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "event_shape": list(self.event_shape)}
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class IndependentGaussian(DistributionLayer):
+    """Gaussian likelihood p(x|z) for real-valued data with a shared scale.
+
+    The network predicts only the mean. The scale is either fixed
+    (`scale=0.1`) or learned (`scale=None`): one trainable value per element of
+    the event, shared by all examples, as in sigma-VAEs. A learned scale is
+    `softplus(raw_scale) + scale_floor` and starts at
+    `initial_scale(scale_floor) = max(1, 2 * scale_floor)`.
+
+    Args:
+      event_shape: int or tuple, e.g. `(32, 32, 3)`.
+      scale: None to learn the scale, or a positive float to fix it.
+      scale_floor: float > 0 added to a learned scale.
+
+    Input `[batch, prod(event_shape)]` means; output batch shape `[batch]`,
+    event shape `event_shape`.
+    """
+
+    def __init__(self, event_shape, scale=None, scale_floor=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.event_shape = as_event_shape(event_shape)
+        self.scale = None if scale is None else check_positive(scale, "scale", "None (learned) or a finite number > 0")
+        self.scale_floor = check_scale_floor(scale_floor)
+        if self.scale is None:
+            self.raw_scale = self.add_weight(
+                shape=self.event_shape, initializer=initial_scale_initializer(self.scale_floor), name="raw_scale"
+            )
+
+    @staticmethod
+    def params_size(event_shape):
+        """Parameters per example: one mean per element."""
+        return math.prod(as_event_shape(event_shape))
+
+    def make_distribution(self, params):
+        if self.scale is None:
+            raw_scale = tf.cast(self.raw_scale, params.dtype)
+            scale = scale_bijector(self.scale_floor, params.dtype).forward(raw_scale)
+        else:
+            scale = tf.constant(self.scale, params.dtype)
+        return independent_gaussian(params, self.event_shape, scale)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "event_shape": list(self.event_shape),
+            "scale": self.scale,
+            "scale_floor": self.scale_floor,
+        }
