@@ -204,6 +204,8 @@ def test_pretrained_model_has_its_export_beside_it():
     np.testing.assert_allclose(outputs["mean"], vae.encode(x).mean(), rtol=1e-5, atol=1e-6)
     z = np.random.default_rng(1).normal(size=(2, vae.latent_dim)).astype(np.float32)
     np.testing.assert_allclose(served.signatures["decode"](z=tf.constant(z))["mean"], vae.decode(z).mean(), rtol=1e-5, atol=1e-6)
+    images = served.signatures["sample"](num_images=tf.constant(2), seed=tf.constant([1, 2]))["images"]
+    np.testing.assert_allclose(images, vae.sample(2, seed=(1, 2)), rtol=1e-5, atol=1e-6)  # the export is today's
 
 
 def test_a_wrong_shaped_request_is_refused_naming_the_input(exported):

@@ -200,7 +200,10 @@ COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "reconstr
 def main(argv=None):
     """Runs the `tfvae` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    # tfvae's own messages at --log-level; other libraries' (TensorFlow's
+    # "Assets written to ...") only when they warn.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tfvae").setLevel(args.log_level)
     try:
         return COMMANDS[args.command](args)
     except (ValueError, OSError, data.DatasetUnavailableError, training.NonFiniteLossError, training.WorkerLostError) as error:
