@@ -75,7 +75,8 @@ class PoisonWeights(keras.callbacks.Callback):
 
 @needs_prepared_data
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=3, batch_size=50, max_examples=200)
+    config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=3, batch_size=50, max_examples=200,
+                            steps_per_execution=1)  # PoisonWeights acts after one given step
     with pytest.raises(training.NonFiniteLossError) as raised:
         training.train(config, tmp_path, data_dir=DATA_DIR, verbose=0, callbacks=[PoisonWeights(epoch=1, batch=1)])
     message = str(raised.value)

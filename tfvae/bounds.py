@@ -183,12 +183,16 @@ def per_example_loss(objective, terms, log_weights=None, beta=1.0):
 def average_loss(per_example, sample_weight=None):
     """sum_i w_i loss_i / N: this replica's share of the global batch's mean, a scalar.
 
-    N is the global batch size under `tf.distribute` (`tf.nn.compute_average_loss`),
-    the batch size otherwise. `sample_weight: [batch]` (None: all ones).
+    N is this replica's batch size times the number of replicas in sync (the
+    global batch under `tf.distribute`), as `tf.nn.compute_average_loss`
+    computes it, without that function's run-time assertion, which XLA drops
+    with a warning on every compilation. `sample_weight: [batch]` (None: all ones).
     """
     if sample_weight is not None:
-        sample_weight = tf.cast(tf.reshape(sample_weight, tf.shape(per_example)), per_example.dtype)
-    return tf.nn.compute_average_loss(per_example, sample_weight=sample_weight)
+        per_example = per_example * tf.cast(tf.reshape(sample_weight, tf.shape(per_example)), per_example.dtype)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    global_batch = tf.cast(tf.shape(per_example)[0] * replicas, per_example.dtype)
+    return tf.reduce_sum(per_example) / global_batch
 
 
 def bits_per_dim(nll, num_dimensions):

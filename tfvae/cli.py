@@ -70,6 +70,10 @@ def build_parser():
                        help="tf.distribute strategy: mirrored (local GPUs), multi_worker (TF_CONFIG), tpu")
     train.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="STEPS",
                        help="also checkpoint every STEPS steps (checkpoints always follow each epoch and Ctrl-C)")
+    train.add_argument("--steps-per-execution", type=_positive_int, default=None, metavar="STEPS",
+                       help="training steps per compiled call (default: 50, or the largest divisor of --checkpoint-every up to 50)")
+    train.add_argument("--no-xla", dest="jit_compile", action="store_const", const=False, default=None,
+                       help="do not compile the training step with XLA (default: XLA on one device)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     train.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress: bar (1), line per epoch (2)")
@@ -132,6 +136,8 @@ def _train(args):
         seed=args.seed,
         max_examples=args.max_examples,
         checkpoint_every=args.checkpoint_every,
+        jit_compile=args.jit_compile,
+        steps_per_execution=args.steps_per_execution,
     )
     out = args.out or f"saved_models/{config.dataset}_{config.arch}"
     summary = training.train(config, out, data_dir=args.data_dir, overwrite=args.overwrite, verbose=args.verbose,

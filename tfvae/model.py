@@ -568,6 +568,15 @@ class VAE(keras.Model):
             tf.cond(apply_now, apply, lambda: None)
             return
 
+        if self.steps_per_execution > 1:
+            # A merge call inside the loop of several steps fails with "You
+            # must feed a value for placeholder tensor 'while/cond/...'".
+            raise ValueError(
+                f"Under {type(tf.distribute.get_strategy()).__name__}, a VAE with stop_on_non_finite=True trains "
+                f"one step per execution; compile with steps_per_execution=1 (received {self.steps_per_execution}), "
+                "or build the VAE with stop_on_non_finite=False."
+            )
+
         def apply_in_cross_replica_context(strategy, gradients, apply_now):
             def apply_on_each_replica():
                 strategy.extended.call_for_each_replica(

@@ -33,8 +33,10 @@ class TrainingPosition:
 class CheckpointAndInterrupt(keras.callbacks.Callback):
     """Checkpoints every `every_steps` steps and after each epoch; Ctrl-C stops cleanly.
 
-    On SIGINT, training stops at the end of the current step and a checkpoint
-    of that step is saved, so that a resumed run continues exactly there.
+    On SIGINT, training stops at the end of the current execution (the
+    `steps_per_execution` steps that Keras runs in one call) and a checkpoint
+    of the step it stopped at is saved, so that a resumed run continues
+    exactly there. `every_steps` must be a multiple of `steps_per_execution`.
     Keras still ends the interrupted epoch (validation, `on_epoch_end`), but
     it is not counted as finished. An epoch whose logs are not finite is not
     saved, nor is a step after which training was stopped for a non-finite
@@ -45,11 +47,12 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
     too, because Keras skips `on_train_end` when `fit` raises.
     """
 
-    def __init__(self, manager, position, every_steps=None):
+    def __init__(self, manager, position, every_steps=None, steps_per_epoch=None):
         super().__init__()
         self.manager = manager
         self.position = position
         self.every_steps = every_steps
+        self.steps_per_epoch = steps_per_epoch
         self.interrupted = False
         self.first_step = 0  # the step of its epoch that the current `fit` starts at
         self._epoch = 0
@@ -69,7 +72,10 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
         self._steps_done = self.first_step
 
     def on_train_batch_end(self, batch, logs=None):
+        # Keras names the last step of the execution; the epoch's last one may be shorter.
         self._steps_done = self.first_step + batch + 1
+        if self.steps_per_epoch:
+            self._steps_done = min(self._steps_done, self.steps_per_epoch)
         if self.interrupted:
             self.model.stop_training = True
             self._save(self._epoch, self._steps_done)
@@ -85,6 +91,8 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
     def _save(self, epoch, step):
         if self.model.stop_training and not self.interrupted:
             return  # stopped for a non-finite loss: keep the last good checkpoint
+        if self.steps_per_epoch and step >= self.steps_per_epoch:
+            epoch, step = epoch + 1, 0  # the epoch's last step: resume at the next epoch
         self.position.set(epoch, step)
         self.manager.save()
 

@@ -2,7 +2,10 @@
 
 import dataclasses
 import json
+import math
 from typing import Literal, Optional
+
+import tensorflow as tf
 
 from tfvae import architectures, bounds, data
 
@@ -18,6 +21,16 @@ def check_positive_int(name, value):
     """Raises ValueError unless `value` is an int >= 1 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
+
+
+# Training steps per `tf.function` call when the config does not say: enough to
+# hide Keras' per-call overhead (scripts/benchmark_throughput.py), few enough
+# that Ctrl-C and the progress bar answer within a fraction of a second.
+MAX_STEPS_PER_EXECUTION = 50
+
+def _is_default(strategy):
+    """True for None or the default (one-device) strategy; call outside any strategy's scope."""
+    return strategy is None or strategy is tf.distribute.get_strategy()
 
 
 # Fields renamed since the config was first saved, old name -> new name.
@@ -48,6 +61,8 @@ class TrainingConfig:
     seed: int = 0
     max_examples: Optional[int] = None
     checkpoint_every: Optional[int] = None  # steps; checkpoints also follow each epoch
+    jit_compile: Optional[bool] = None  # XLA for train steps; None: `jit_compile_for`
+    steps_per_execution: Optional[int] = None  # None: `default_steps_per_execution`
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, data.DATASETS)
@@ -67,7 +82,7 @@ class TrainingConfig:
             raise ValueError(f"`beta` must be 1 with objective='iwae'; received {self.beta!r}.")
         for name in ("latent_dim", "epochs", "batch_size", "k"):
             check_positive_int(name, getattr(self, name))
-        for name in ("max_examples", "checkpoint_every"):
+        for name in ("max_examples", "checkpoint_every", "steps_per_execution"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
         for name in ("learning_rate", "beta"):
@@ -76,6 +91,42 @@ class TrainingConfig:
                 raise ValueError(f"`{name}` must be a number > 0; received {value!r}.")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"`seed` must be an int; received {self.seed!r}.")
+        if self.jit_compile is not None and not isinstance(self.jit_compile, bool):
+            raise ValueError(f"`jit_compile` must be None, True or False; received {self.jit_compile!r}.")
+        if self.steps_per_execution and self.checkpoint_every and self.checkpoint_every % self.steps_per_execution:
+            raise ValueError(
+                f"`checkpoint_every` ({self.checkpoint_every}) must be a multiple of `steps_per_execution` "
+                f"({self.steps_per_execution}): Keras runs callbacks only between executions."
+            )
+
+    def jit_compile_for(self, strategy=None):
+        """`jit_compile` when set, else True on one device (XLA pays there: BENCHMARKS.md)
+        and Keras' "auto" under another `tf.distribute` strategy (XLA on accelerators only)."""
+        if self.jit_compile is not None:
+            return self.jit_compile
+        return True if _is_default(strategy) else "auto"
+
+    def steps_per_execution_for(self, steps_per_epoch, strategy=None):
+        """The training steps per compiled call for epochs of `steps_per_epoch` steps.
+
+        `steps_per_execution` when set (it must divide `steps_per_epoch`), else
+        the largest number up to `MAX_STEPS_PER_EXECUTION` that divides both
+        `steps_per_epoch` and `checkpoint_every`: Keras runs callbacks only
+        between executions, and an execution must not run into the next epoch.
+        Under a `tf.distribute` strategy other than the default one, 1: the
+        VAE's stop on a non-finite loss synchronises replicas once per step.
+        """
+        if self.steps_per_execution is None and not _is_default(strategy):
+            return 1
+        if self.steps_per_execution:
+            if steps_per_epoch % self.steps_per_execution:
+                raise ValueError(
+                    f"`steps_per_execution` ({self.steps_per_execution}) must divide the {steps_per_epoch} steps "
+                    "of an epoch: an execution must not run into the next epoch."
+                )
+            return self.steps_per_execution
+        common = math.gcd(steps_per_epoch, self.checkpoint_every or steps_per_epoch)
+        return max(d for d in range(1, MAX_STEPS_PER_EXECUTION + 1) if common % d == 0)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -3,8 +3,12 @@
     config = TrainingConfig(dataset="mnist", arch="mlp", latent_dim=16, epochs=5)
     summary = train(config, "runs/mnist_mlp")
 
+Training steps are compiled with XLA (`jit_compile`) and run
+`steps_per_execution` at a time (by default up to 50, a divisor of the
+epoch's steps and of `checkpoint_every`), the fastest path measured
+(BENCHMARKS.md).
 Checkpoints follow every epoch, every `checkpoint_every` steps and Ctrl-C
-(SIGINT, which stops training at the end of the current step).
+(SIGINT, which stops training at the end of the current execution).
 `train(..., resume=True)` restores the latest one and continues from its
 exact step: each epoch's batches depend only on the seed and the epoch's
 number (`Splits.train_from`), so a run killed right after a checkpoint and
@@ -113,9 +117,12 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
         (out_dir / run_files.CONFIG_FILE).write_text(config.to_json())
 
     keras.utils.set_random_seed(config.seed)
+    # Resolved outside the strategy's scope, where the default strategy is the current one.
+    jit_compile, steps_per_execution = config.jit_compile_for(strategy), config.steps_per_execution_for(splits.steps_per_epoch, strategy)
     with strategy.scope():
         vae = build_vae(config, splits.image_shape)
-        vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=jit_compile,
+                    steps_per_execution=steps_per_execution)
         vae.optimizer.build(vae.trainable_variables)
     # Bookkeeping read on the host, so created outside the strategy's scope.
     position = TrainingPosition()
@@ -132,8 +139,9 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
         logger.info("Resuming at epoch %d, step %d.", start_epoch + 1, start_step)
         if is_chief:
             run_files.keep_history_rows(out_dir, start_epoch)  # drop a row of an interrupted epoch
-    checkpointing = CheckpointAndInterrupt(manager, position, every_steps=config.checkpoint_every)
     steps_per_epoch = splits.steps_per_epoch
+    checkpointing = CheckpointAndInterrupt(manager, position, every_steps=config.checkpoint_every,
+                                           steps_per_epoch=steps_per_epoch)
 
     def chief_callbacks(append_history):
         return (keras.callbacks.CSVLogger(str(out_dir / run_files.HISTORY_FILE), append=append_history),
