@@ -103,8 +103,9 @@ class FirstNonFiniteStep(keras.metrics.Metric):
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops `VAE.fit` after the first step whose loss is NaN or infinite.
 
-    The step itself, and every later step of the same execution, apply no
-    update (`VAE.train_step`), so the weights are those of the last finite step.
+    The step itself, and every later step of the same execution, leave the
+    weights unchanged (`VAE.train_step`), so they are those of the last finite
+    step.
     Remembers where it stopped and the last finite logs for the error that
     `VAE.fit` raises.
     """
@@ -219,7 +220,9 @@ class VAE(keras.Model):
       beta: weight > 0 of the KL term in the training loss (1 = the ELBO).
       kl: "auto" (closed form when TFP has one, else Monte Carlo), "analytic"
         (an error when no closed form exists) or "monte_carlo".
-      seed: seeds the latent samples of training and evaluation steps: None
+      seed: seeds the latent samples of training steps (`seed_generator`) and,
+        through a second generator derived from it, of evaluation (`test_step`,
+        and `elbo`, `sample`, `log_likelihood` without a seed): None
         (drawn from Python's `random`, which `keras.utils.set_random_seed`
         seeds), an int, a pair of ints or a `keras.random.SeedGenerator`
         (see `tfvae.seeds`).
@@ -308,6 +311,9 @@ class VAE(keras.Model):
         else:
             self.seed = seeds.as_int(seed)
             self.seed_generator = keras.random.SeedGenerator(self.seed)
+        # Evaluation draws its own seeds: validation, `evaluate`, `elbo` or
+        # `sample` between training steps leave the training noise unchanged.
+        self.evaluation_seed_generator = keras.random.SeedGenerator(seeds.as_int((self.seed, 1)))
         self.terms_tracker = MeanTerms(METRIC_NAMES)
         self.non_finite_guard = FirstNonFiniteStep()
         self._has_compiled_metrics = False
@@ -348,7 +354,7 @@ class VAE(keras.Model):
         `seed` follows `tfvae.seeds`; None draws from the model's generator.
         """
         _check_positive_int("k", k)
-        return self._bound_terms(x, seeds.stateless(seed, self.seed_generator), k, training, with_log_weights=False)[0]
+        return self._bound_terms(x, seeds.stateless(seed, self.evaluation_seed_generator), k, training, with_log_weights=False)[0]
 
     def log_likelihood(self, x, k=5000, chunk_size=100, seed=None):
         """Importance-weighted estimate L_k of log p(x) per example, `[batch]`, in nats.
@@ -361,7 +367,7 @@ class VAE(keras.Model):
         _check_positive_int("k", k)
         _check_positive_int("chunk_size", chunk_size)
         x = tf.convert_to_tensor(x)
-        seed = seeds.stateless(seed, self.seed_generator)
+        seed = seeds.stateless(seed, self.evaluation_seed_generator)
         chunk_totals = []
         for index, start in enumerate(range(0, k, chunk_size)):
             chunk_seed = tf.random.experimental.stateless_fold_in(seed, index)
@@ -388,7 +394,7 @@ class VAE(keras.Model):
         """
         if not tf.is_tensor(num_images):
             _check_positive_int("num_images", num_images)
-        seed = seeds.stateless(seed, self.seed_generator)
+        seed = seeds.stateless(seed, self.evaluation_seed_generator)
         prior_seed, likelihood_seed = tf.unstack(tf.random.split(seed))
         z = reparameterized_sample(self.prior.distribution(), [num_images], prior_seed)
         likelihood = self.decode(z)
@@ -525,7 +531,7 @@ class VAE(keras.Model):
     def test_step(self, data):
         x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         terms, log_weights = self._bound_terms(
-            x, self.seed_generator.next(), self.k, training=False, with_log_weights=self.objective == "iwae"
+            x, self.evaluation_seed_generator.next(), self.k, training=False, with_log_weights=self.objective == "iwae"
         )
         per_example_loss = bounds.per_example_loss(self.objective, terms, log_weights, self.beta)
         return self._update_metrics(x, terms, per_example_loss, sample_weight, training=False)
@@ -533,7 +539,10 @@ class VAE(keras.Model):
     def _apply_gradients_while_finite(self, gradients, loss):
         """Applies `gradients` unless this step's loss, or an earlier one's, was not finite.
 
-        Every replica must take the same branch, so the local verdicts are
+        On one device such a step still runs the optimizer, on zero gradients,
+        and then puts the weights back: the weights stay those of the last
+        finite step, while the optimizer's step count and moments move on as
+        for a zero gradient. Every replica must take the same branch, so the local verdicts are
         summed across replicas. Under strategies that synchronise
         `apply_gradients` with a merge call (MirroredStrategy), the branch is
         taken in the cross-replica context, as Keras' LossScaleOptimizer does.
@@ -551,20 +560,21 @@ class VAE(keras.Model):
         def apply():
             self.optimizer.apply_gradients(zip(gradients, variables))
 
-        if not tf.distribute.has_strategy() and self.optimizer.built:
-            # One device: apply, then put back the values from before the step
-            # unless it counts. Under XLA the selection fuses into the update;
-            # a tf.cond around the update made a step 20% slower.
-            state = [*variables, *self.optimizer.variables]
-            before = [tf.identity(variable.value) for variable in state]
+        if not tf.distribute.has_strategy():
+            # One device: zero the gradients of a step that must not count (so
+            # that the optimizer's moments stay finite), apply, and put the
+            # weights back. Under XLA the selections fuse into the backward pass
+            # and the update; a tf.cond around the update cost more.
+            gradients = [tf.where(apply_now, gradient, tf.zeros_like(gradient)) for gradient in gradients]
+            before = [tf.identity(variable.value) for variable in variables]
             apply()
-            for variable, value in zip(state, before):
+            for variable, value in zip(variables, before):
                 variable.assign(tf.where(apply_now, variable.value, value))
             return
 
         # `tf.__internal__` API, used here only, as Keras' LossScaleOptimizer
         # uses it (tests/test_model.py checks that it exists).
-        if not tf.distribute.has_strategy() or tf.__internal__.distribute.strategy_supports_no_merge_call():
+        if tf.__internal__.distribute.strategy_supports_no_merge_call():
             tf.cond(apply_now, apply, lambda: None)
             return
 

@@ -128,6 +128,7 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
     position = TrainingPosition()
     checkpoint = tf.train.Checkpoint(
         model=vae, optimizer=vae.optimizer, seed_state=vae.seed_generator.state,
+        evaluation_seed_state=vae.evaluation_seed_generator.state,
         epoch=position.epoch, step_in_epoch=position.step,
     )
     manager = tf.train.CheckpointManager(checkpoint, scratch_dir / run_files.CHECKPOINT_DIR, max_to_keep=1)
