@@ -2,7 +2,7 @@
 
 The order is ../shared/STYLE.md's "layout", adapted in one place: `plots` (a
 leaf that imports nothing from tfvae) sits above `training`, whose run
-directory holds figures. `export` sits below `model` and `training`; `VAE.export`
+directory holds figures. `export` sits below `models` and `training`; `VAE.export`
 imports it inside the method, the one import allowed to point down.
 """
 
@@ -11,9 +11,9 @@ import pathlib
 
 import tfvae
 
-ORDER = ["_backend", "_quiet", "seeds", "layers", "priors", "losses", "bounds", "architectures", "inputs", "model",
+ORDER = ["_backend", "_quiet", "seeds", "layers", "priors", "losses", "bounds", "architectures", "inputs", "models",
          "data", "plots", "training", "export", "cli"]
-IMPORTS_INSIDE_FUNCTIONS = {("model", "export")}
+IMPORTS_INSIDE_FUNCTIONS = {("models", "export")}
 PACKAGE_DIR = pathlib.Path(tfvae.__file__).parent
 
 
@@ -63,5 +63,5 @@ def test_modules_import_only_from_modules_above_them():
 
 def test_the_layout_test_sees_imports_inside_packages_and_functions():
     """Guards the test itself: it must find the imports it checks."""
-    assert "model" in _tfvae_imports("training")[0]
-    assert "export" in _tfvae_imports("model")[1]
+    assert "models" in _tfvae_imports("training")[0]
+    assert "export" in _tfvae_imports("models")[1]

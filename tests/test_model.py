@@ -183,7 +183,7 @@ def test_iwae_and_k_are_validated_and_serialized():
 
 
 def test_mean_terms_averages_each_term_over_all_examples_and_resets():
-    tracker = tfvae.model.MeanTerms(("a", "b"))
+    tracker = tfvae.models.MeanTerms(("a", "b"))
     tracker.update_state([tf.constant([1.0, 2.0, 3.0]), tf.constant([0.0, 0.0, 3.0])])
     tracker.update_state([tf.constant([6.0]), tf.constant([-1.0])])  # batches of unequal size
     result = {name: float(value) for name, value in tracker.result().items()}

@@ -16,10 +16,10 @@ if getattr(sys, "argv", None) and (sys.argv[0] == "-m" or os.path.basename(sys.a
     _quiet.quiet_tensorflow_startup()
 
 from tfvae import _backend  # noqa: E402, F401  (must run before Keras is imported)
-from tfvae import architectures, bounds, data, export, inputs, layers, losses, priors, seeds  # noqa: E402
-from tfvae.model import VAE, NonFiniteLossError  # noqa: E402
+from tfvae import architectures, bounds, data, export, inputs, layers, losses, models, priors, seeds  # noqa: E402
+from tfvae.models import VAE, NonFiniteLossError  # noqa: E402
 
 __version__ = "0.2.0"
 
-__all__ = ["VAE", "NonFiniteLossError", "architectures", "bounds", "data", "export", "inputs", "layers", "losses", "priors",
+__all__ = ["VAE", "NonFiniteLossError", "architectures", "bounds", "data", "export", "inputs", "layers", "losses", "models", "priors",
            "seeds", "__version__"]

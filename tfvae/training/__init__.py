@@ -8,7 +8,7 @@ One job per module: `config` (what defines a run), `strategies`
 files of a run), `figures`, `run` (`train`) and `evaluate`.
 """
 
-from tfvae.model import NonFiniteLossError
+from tfvae.models import NonFiniteLossError
 from tfvae.training.config import TrainingConfig, load_data
 from tfvae.training.evaluate import evaluate, log_likelihoods
 from tfvae.training.figures import reconstruct_images, sample_images, write_figures

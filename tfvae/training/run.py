@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from tfvae import architectures
-from tfvae.model import VAE, NonFiniteLossError
+from tfvae.models import VAE, NonFiniteLossError
 from tfvae.training import run_dir as run_files
 from tfvae.training.callbacks import CheckpointAndInterrupt, TrainingPosition
 from tfvae.training.config import load_data

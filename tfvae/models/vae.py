@@ -12,168 +12,13 @@ import copy
 
 import keras
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tfvae import bounds, inputs, seeds
 from tfvae.layers import SERIALIZATION_PACKAGE
+from tfvae.models.metrics import METRIC_NAMES, MeanTerms
+from tfvae.models.non_finite import FirstNonFiniteStep, NonFiniteLossError, StopOnNonFiniteLoss, apply_gradients_while_finite
+from tfvae.models.sampling import reparameterized_sample
 from tfvae.priors import StandardNormal
-
-METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
-tfd = tfp.distributions
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss and stopped."""
-
-
-class MeanTerms(keras.metrics.Metric):
-    """Running weighted per-example means of several terms, kept in one variable.
-
-    Logs one mean per name, like a `keras.metrics.Mean` per term, but with a
-    single `[num_terms]` total and one count: two variable updates per step
-    instead of two per term. With the four ELBO terms this makes a small
-    model's training step about 10% faster on CPU
-    (scripts/benchmark_throughput.py).
-    """
-
-    def __init__(self, names, name="terms", dtype=None):
-        super().__init__(name=name, dtype=dtype)
-        self.names = tuple(names)
-        self.total = self.add_variable(shape=(len(self.names),), initializer="zeros", dtype=self.dtype, name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", dtype=self.dtype, name="count")
-
-    def update_state(self, values, sample_weight=None):
-        """Adds one `[batch]` tensor per name, in the order of `names`.
-
-        With `sample_weight: [batch]`, example i counts w_i times: the means
-        are sum_i w_i v_i / sum_i w_i, as Keras' own metrics weigh examples.
-        """
-        values = tf.cast(tf.stack(values), self.dtype)  # [num_terms, batch]
-        if sample_weight is None:
-            self.total.assign_add(tf.reduce_sum(values, axis=1))
-            self.count.assign_add(tf.cast(tf.shape(values)[1], self.dtype))
-            return
-        weights = tf.cast(tf.reshape(sample_weight, [-1]), self.dtype)
-        self.total.assign_add(tf.linalg.matvec(values, weights))
-        self.count.assign_add(tf.reduce_sum(weights))
-
-    def reset_state(self):
-        self.total.assign(tf.zeros_like(self.total))
-        self.count.assign(0.0)
-
-    def result(self):
-        """`{name: mean}`, the means of the examples seen since the last reset."""
-        return dict(zip(self.names, tf.unstack(tf.math.divide_no_nan(self.total, self.count))))
-
-    def get_config(self):
-        return {"names": list(self.names), "name": self.name, "dtype": self.dtype}
-
-
-class FirstNonFiniteStep(keras.metrics.Metric):
-    """The optimizer step of the first non-finite loss since the last reset, or -1.
-
-    Not logged: `VAE` reads it to skip every update from that step on and to
-    name the step in its error.
-    """
-
-    def __init__(self, name="first_non_finite_step", dtype="int64"):
-        super().__init__(name=name, dtype=dtype)
-        self.step = self.add_variable(
-            shape=(), initializer=keras.initializers.Constant(-1), dtype=dtype, name="step",
-            aggregation="only_first_replica",
-        )
-
-    def update_state(self, finite, step):
-        """Records `step` if `finite` is False and no step is recorded yet."""
-        record = tf.logical_and(self.step < 0, tf.logical_not(finite))
-        self.step.assign(tf.where(record, tf.cast(step, self.dtype), self.step))
-
-    @property
-    def clean(self):
-        """True while no non-finite step has been recorded (a bool tensor)."""
-        return self.step < 0
-
-    def reset_state(self):
-        self.step.assign(-1)
-
-    def result(self):
-        return tf.convert_to_tensor(self.step)
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops `VAE.fit` after the first step whose loss is NaN or infinite.
-
-    The step itself, and every later step of the same execution, leave the
-    weights unchanged (`VAE.train_step`), so they are those of the last finite
-    step.
-    Remembers where it stopped and the last finite logs for the error that
-    `VAE.fit` raises.
-    """
-
-    def __init__(self, guard):
-        super().__init__()
-        self.guard = guard
-        self.failure = None
-        self._last_finite = {}
-        self._epoch = 0
-        self._epoch_first_iteration = 0
-
-    def on_train_begin(self, logs=None):
-        self.guard.reset_state()
-        self.failure = None
-        self._last_finite = {}
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        self._epoch_first_iteration = int(self.model.optimizer.iterations.numpy())
-
-    def on_train_batch_end(self, batch, logs=None):
-        if bool(self.guard.clean):
-            self._last_finite = dict(logs or {})
-            return
-        failed_iteration = int(self.guard.step.numpy())
-        values = {name: float(value) for name, value in (logs or {}).items()}
-        self.failure = (
-            f"Non-finite loss at epoch {self._epoch + 1}, step {failed_iteration - self._epoch_first_iteration + 1} "
-            f"(optimizer step {failed_iteration + 1}): {_format_logs(values)}. "
-            f"Last finite values: {_format_logs(self._last_finite) or 'none'}. "
-            "The weights are those of the last finite step."
-        )
-        self.model.stop_training = True
-
-
-def _format_logs(logs):
-    return ", ".join(f"{name}={float(value):.4g}" for name, value in sorted(logs.items()))
-
-
-def reparameterized_sample(distribution, sample_shape, seed):
-    """Draws `[*sample_shape, *batch_shape, *event_shape]` from `distribution` with a stateless seed.
-
-    For Gaussians (`tfd.Normal`, `tfd.Independent` of one, and
-    `tfd.MultivariateNormalLinearOperator` such as `MultivariateNormalTriL`)
-    the standard normal noise is drawn here with TensorFlow's Philox
-    algorithm, then moved by loc + scale * noise, exactly as TFP's own
-    `sample` does. TFP asks for the "auto_select" algorithm, which on the CPU
-    is Philox too (the same values without XLA) but under XLA compiles to a
-    generator that made a whole training step of the IWAE-paper MLP about
-    twice as slow (scripts/benchmark_throughput.py). Other families use their
-    own `sample`.
-    """
-    sample_shape = tf.cast(sample_shape, tf.int32)
-    gaussian = distribution.distribution if isinstance(distribution, tfd.Independent) else distribution
-    if isinstance(gaussian, tfd.Normal):
-        noise = _philox_normal(tf.concat([sample_shape, gaussian.batch_shape_tensor()], 0), seed, gaussian.dtype)
-        return noise * gaussian.scale + gaussian.loc
-    if isinstance(distribution, tfd.MultivariateNormalLinearOperator):
-        shape = tf.concat([sample_shape, distribution.batch_shape_tensor(), distribution.event_shape_tensor()], 0)
-        noise = _philox_normal(shape, seed, distribution.dtype)
-        return distribution.scale.matvec(noise) + distribution.loc
-    return distribution.sample(sample_shape, seed=seed)
-
-
-def _philox_normal(shape, seed, dtype):
-    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg="philox")
-
 
 def _is_multi_worker(strategy):
     """True under a MultiWorkerMirroredStrategy whose cluster has several workers."""
@@ -523,7 +368,7 @@ class VAE(keras.Model):
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         if self.stop_on_non_finite:
-            self._apply_gradients_while_finite(gradients, loss)
+            apply_gradients_while_finite(self, gradients, loss)
         else:
             self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._update_metrics(x, terms, per_example_loss, sample_weight, training=True)
@@ -535,67 +380,6 @@ class VAE(keras.Model):
         )
         per_example_loss = bounds.per_example_loss(self.objective, terms, log_weights, self.beta)
         return self._update_metrics(x, terms, per_example_loss, sample_weight, training=False)
-
-    def _apply_gradients_while_finite(self, gradients, loss):
-        """Applies `gradients` unless this step's loss, or an earlier one's, was not finite.
-
-        On one device such a step still runs the optimizer, on zero gradients,
-        and then puts the weights back: the weights stay those of the last
-        finite step, while the optimizer's step count and moments move on as
-        for a zero gradient. Every replica must take the same branch, so the local verdicts are
-        summed across replicas. Under strategies that synchronise
-        `apply_gradients` with a merge call (MirroredStrategy), the branch is
-        taken in the cross-replica context, as Keras' LossScaleOptimizer does.
-        """
-        step = self.optimizer.iterations
-        non_finite = tf.cast(tf.logical_not(tf.math.is_finite(loss)), tf.int32)
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            non_finite = context.all_reduce(tf.distribute.ReduceOp.SUM, non_finite)
-        finite = tf.equal(non_finite, 0)
-        self.non_finite_guard.update_state(finite, step)
-        apply_now = tf.logical_and(finite, self.non_finite_guard.clean)
-        variables = self.trainable_variables
-
-        def apply():
-            self.optimizer.apply_gradients(zip(gradients, variables))
-
-        if not tf.distribute.has_strategy():
-            # One device: zero the gradients of a step that must not count (so
-            # that the optimizer's moments stay finite), apply, and put the
-            # weights back. Under XLA the selections fuse into the backward pass
-            # and the update; a tf.cond around the update cost more.
-            gradients = [tf.where(apply_now, gradient, tf.zeros_like(gradient)) for gradient in gradients]
-            before = [tf.identity(variable.value) for variable in variables]
-            apply()
-            for variable, value in zip(variables, before):
-                variable.assign(tf.where(apply_now, variable.value, value))
-            return
-
-        # `tf.__internal__` API, used here only, as Keras' LossScaleOptimizer
-        # uses it (tests/test_model.py checks that it exists).
-        if tf.__internal__.distribute.strategy_supports_no_merge_call():
-            tf.cond(apply_now, apply, lambda: None)
-            return
-
-        if self.steps_per_execution > 1:
-            # A merge call inside the loop of several steps fails with "You
-            # must feed a value for placeholder tensor 'while/cond/...'".
-            raise ValueError(
-                f"Under {type(tf.distribute.get_strategy()).__name__}, a VAE with stop_on_non_finite=True trains "
-                f"one step per execution; compile with steps_per_execution=1 (received {self.steps_per_execution}), "
-                "or build the VAE with stop_on_non_finite=False."
-            )
-
-        def apply_in_cross_replica_context(strategy, gradients, apply_now):
-            def apply_on_each_replica():
-                strategy.extended.call_for_each_replica(
-                    lambda gradients: self.optimizer.apply_gradients(zip(gradients, variables)), args=(gradients,)
-                )
-
-            tf.cond(strategy.experimental_local_results(apply_now)[0], apply_on_each_replica, lambda: None)
-
-        context.merge_call(apply_in_cross_replica_context, args=(gradients, apply_now))
 
     def _update_metrics(self, x, terms, per_example_loss, sample_weight, training):
         self.terms_tracker.update_state(
