@@ -10,6 +10,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfvae import data
+import tfvae.data.downloads  # noqa: F401  (patched below)
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "tensorflow_datasets"
 DATA_DIR = os.environ.get("TFDS_DATA_DIR") or (str(SHARED_DATA) if SHARED_DATA.is_dir() else None)
@@ -334,7 +335,7 @@ def _folders(root):
 
 
 def test_a_download_whose_server_does_not_answer_fails_at_once_and_leaves_no_folders(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "unreachable_reason", lambda url, **kwargs: "no network (simulated)")
+    monkeypatch.setattr(data.downloads, "unreachable_reason", lambda url, **kwargs: "no network (simulated)")
     data_dir = tmp_path / "not" / "yet"
     started = time.perf_counter()
     with pytest.raises(data.DatasetUnavailableError, match="could not be downloaded: no network \\(simulated\\)"):
@@ -370,11 +371,11 @@ def test_downloads_from_servers_that_answer_go_through_tfds_unchanged(monkeypatc
         calls.append((url, kwargs))
         return "opened"
 
-    monkeypatch.setattr(data._tfds_downloader, "_open_url", fake_open_url)
-    monkeypatch.setattr(data, "unreachable_reason", lambda url, **kwargs: None if "good" in url else "down")
-    with data._downloads_fail_fast():
-        assert data._tfds_downloader._open_url("https://good/a", verify=False) == "opened"
+    monkeypatch.setattr(data.downloads._tfds_downloader, "_open_url", fake_open_url)
+    monkeypatch.setattr(data.downloads, "unreachable_reason", lambda url, **kwargs: None if "good" in url else "down")
+    with data.downloads._downloads_fail_fast():
+        assert data.downloads._tfds_downloader._open_url("https://good/a", verify=False) == "opened"
         with pytest.raises(OSError, match="down"):
-            data._tfds_downloader._open_url("https://bad/b", verify=True)
+            data.downloads._tfds_downloader._open_url("https://bad/b", verify=True)
     assert calls == [("https://good/a", {"verify": False})]
-    assert data._tfds_downloader._open_url("https://bad/c") == "opened"  # restored afterwards
+    assert data.downloads._tfds_downloader._open_url("https://bad/c") == "opened"  # restored afterwards
