@@ -415,3 +415,12 @@ def test_evaluation_between_fits_leaves_the_training_noise_unchanged():
 
     for a, b in zip(trained(False), trained(True)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_without_keeping_finite_weights_the_stop_and_its_error_are_the_same():
+    vae = _vae(check_support=False, keep_finite_weights=False)
+    vae.compile(optimizer="adam")
+    with pytest.raises(tfvae.NonFiniteLossError, match=r"Non-finite loss at epoch 1, step 2 \(optimizer step 2\)"):
+        vae.fit(_poisoned(_binary_images(32), 9), batch_size=8, epochs=1, verbose=0, shuffle=False)
+    assert int(vae.optimizer.iterations.numpy()) == 2  # stopped there; that step updated the weights
+    assert assert_config_round_trip(vae).keep_finite_weights is False

@@ -89,25 +89,31 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self.model.stop_training = True
 
 
-def apply_gradients_while_finite(model, gradients, loss):
-    """Applies `gradients` to `model` unless this step's loss, or an earlier one's, was not finite.
+def record_non_finite_step(model, loss):
+    """Records this step in `model.non_finite_guard` if `loss` is not finite; returns whether it may update.
 
-    On one device such a step still runs the optimizer, on zero gradients,
-    and then puts the weights back: the weights stay those of the last
-    finite step, while the optimizer's step count and moments move on as
-    for a zero gradient. Every replica must take the same branch, so the local verdicts are
-    summed across replicas. Under strategies that synchronise
-    `apply_gradients` with a merge call (MirroredStrategy), the branch is
-    taken in the cross-replica context, as Keras' LossScaleOptimizer does.
+    The returned bool tensor is False from the first non-finite step on. Every
+    replica must agree, so the local verdicts are summed across replicas.
     """
-    step = model.optimizer.iterations
     non_finite = tf.cast(tf.logical_not(tf.math.is_finite(loss)), tf.int32)
     context = tf.distribute.get_replica_context()
     if context is not None and context.num_replicas_in_sync > 1:
         non_finite = context.all_reduce(tf.distribute.ReduceOp.SUM, non_finite)
     finite = tf.equal(non_finite, 0)
-    model.non_finite_guard.update_state(finite, step)
-    apply_now = tf.logical_and(finite, model.non_finite_guard.clean)
+    model.non_finite_guard.update_state(finite, model.optimizer.iterations)
+    return tf.logical_and(finite, model.non_finite_guard.clean)
+
+
+def apply_gradients_while_finite(model, gradients, apply_now):
+    """Applies `gradients` to `model` where `apply_now` (see `record_non_finite_step`), else keeps its weights.
+
+    On one device such a step still runs the optimizer, on zero gradients,
+    and then puts the weights back: the weights stay those of the last
+    finite step, while the optimizer's step count and moments move on as
+    for a zero gradient. Under strategies that synchronise
+    `apply_gradients` with a merge call (MirroredStrategy), the branch is
+    taken in the cross-replica context, as Keras' LossScaleOptimizer does.
+    """
     variables = model.trainable_variables
 
     def apply():
@@ -148,7 +154,7 @@ def apply_gradients_while_finite(model, gradients, loss):
 
         tf.cond(strategy.experimental_local_results(apply_now)[0], apply_on_each_replica, lambda: None)
 
-    context.merge_call(apply_in_cross_replica_context, args=(gradients, apply_now))
+    tf.distribute.get_replica_context().merge_call(apply_in_cross_replica_context, args=(gradients, apply_now))
 
 
 def _format_logs(logs):

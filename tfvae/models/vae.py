@@ -16,7 +16,13 @@ import tensorflow as tf
 from tfvae import bounds, inputs, seeds
 from tfvae.layers import SERIALIZATION_PACKAGE
 from tfvae.models.metrics import METRIC_NAMES, MeanTerms
-from tfvae.models.non_finite import FirstNonFiniteStep, NonFiniteLossError, StopOnNonFiniteLoss, apply_gradients_while_finite
+from tfvae.models.non_finite import (
+    FirstNonFiniteStep,
+    NonFiniteLossError,
+    StopOnNonFiniteLoss,
+    apply_gradients_while_finite,
+    record_non_finite_step,
+)
 from tfvae.models.sampling import reparameterized_sample
 from tfvae.priors import StandardNormal
 
@@ -82,6 +88,11 @@ class VAE(keras.Model):
         or infinite, keeps the weights of the last finite step (that step
         applies no update) and raises `NonFiniteLossError` naming the epoch,
         the step and the last finite values. False lets Keras go on.
+      keep_finite_weights: with `stop_on_non_finite`, the non-finite step and
+        any later one of the same execution leave the weights unchanged, which
+        costs 10-30% of a step on one CPU (BENCHMARKS.md). False lets them
+        update the weights, as `tfvae train` does: it keeps the last good
+        checkpoint instead; the stop and its error are the same.
 
     The training loss per example is reconstruction + beta * kl for the
     ELBO and -L_k for IWAE (beta must then be 1), weighted by the data's
@@ -105,6 +116,7 @@ class VAE(keras.Model):
         k=1,
         check_support=True,
         stop_on_non_finite=True,
+        keep_finite_weights=True,
         **kwargs,
     ):
         if "num_samples" in kwargs:  # the name of `k` before tfvae 0.2, in saved configs
@@ -150,6 +162,7 @@ class VAE(keras.Model):
         self.k = k
         self.check_support = bool(check_support)
         self.stop_on_non_finite = bool(stop_on_non_finite)
+        self.keep_finite_weights = bool(keep_finite_weights)
         if isinstance(seed, keras.random.SeedGenerator):
             self.seed_generator = seed
             self.seed = seed.get_config()["seed"]
@@ -368,7 +381,9 @@ class VAE(keras.Model):
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         if self.stop_on_non_finite:
-            apply_gradients_while_finite(self, gradients, loss)
+            apply_now = record_non_finite_step(self, loss)
+        if self.stop_on_non_finite and self.keep_finite_weights:
+            apply_gradients_while_finite(self, gradients, apply_now)
         else:
             self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._update_metrics(x, terms, per_example_loss, sample_weight, training=True)
@@ -466,6 +481,7 @@ class VAE(keras.Model):
             "k": self.k,
             "check_support": self.check_support,
             "stop_on_non_finite": self.stop_on_non_finite,
+            "keep_finite_weights": self.keep_finite_weights,
         }
 
     @classmethod

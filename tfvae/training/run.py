@@ -42,7 +42,10 @@ def build_vae(config, image_shape):
     encoder, decoder = architectures.encoder_and_decoder(
         config.arch, image_shape, config.latent_dim, likelihood=config.likelihood
     )
-    return VAE(encoder, decoder, beta=config.beta, seed=config.seed, objective=config.objective, k=config.k)
+    # The run keeps its last good checkpoint, so the weights after a non-finite
+    # step need not be kept in memory: cheaper steps (BENCHMARKS.md).
+    return VAE(encoder, decoder, beta=config.beta, seed=config.seed, objective=config.objective, k=config.k,
+               keep_finite_weights=False)
 
 
 def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose=1, callbacks=(), strategy=None):
