@@ -26,6 +26,12 @@ def test_builders_map_images_to_posterior_and_latents_to_likelihood(image_shape,
     assert likelihood_distribution.batch_shape == [3]
     assert tuple(likelihood_distribution.event_shape) == image_shape
     assert encoder.outputs[0].shape == (None, 5) and decoder.inputs[0].shape == (None, 5)
+    assert np.all(posterior.stddev().numpy() > 0)
+    pixels = likelihood_distribution.sample(seed=(0, 2)).numpy()
+    if likelihood == "bernoulli":
+        assert set(np.unique(pixels)) == {0.0, 1.0}
+    else:
+        assert len(np.unique(pixels)) > pixels.size // 2  # continuous
 
 
 def test_hidden_sizes_and_activation_are_arguments():

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import tfvae
 from tfvae import architectures, cli, export
-from tests.test_data import DATA_DIR, needs_prepared_data
+from tests.mock_data import data_dir_args
 
 IMAGE_SHAPE = (6, 6, 1)
 
@@ -100,12 +100,11 @@ def test_unreadable_saved_model_is_a_one_line_error(damage, tmp_path):
         export.load(tmp_path / "missing")
 
 
-@needs_prepared_data
-def test_out_under_a_file_is_a_one_line_error_that_changes_nothing(tmp_path, capsys):
+def test_out_under_a_file_is_a_one_line_error_that_changes_nothing(tmp_path, tfds_data_dir, capsys):
     (tmp_path / "a_file").write_text("not a directory")
     before = _snapshot(tmp_path)
     code = cli.main(["train", "--dataset", "binarized_mnist", "--epochs", "1", "--max-examples", "100",
-                     "--out", str(tmp_path / "a_file" / "run"), "--data-dir", str(DATA_DIR)])
+                     "--out", str(tmp_path / "a_file" / "run"), *data_dir_args(tfds_data_dir)])
     error = capsys.readouterr().err.strip()
     assert code == cli.EXIT_FAILURE and len(error.splitlines()) == 1 and "a_file" in error
     assert _snapshot(tmp_path) == before

@@ -1,5 +1,4 @@
 import os
-import pathlib
 import socket
 import time
 
@@ -9,12 +8,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests import mock_data
 from tfvae import data
 import tfvae.data.downloads  # noqa: F401  (patched below)
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "tensorflow_datasets"
-DATA_DIR = os.environ.get("TFDS_DATA_DIR") or (str(SHARED_DATA) if SHARED_DATA.is_dir() else None)
-needs_prepared_data = pytest.mark.skipif(DATA_DIR is None, reason="no prepared tensorflow-datasets directory")
+REAL_SIZES = (50000, 10000, 10000)  # train, validation, test of the prepared MNIST datasets
 
 
 def _first_batch(dataset):
@@ -22,17 +20,11 @@ def _first_batch(dataset):
     return element if isinstance(element, tuple) else (element, None)
 
 
-@needs_prepared_data
-@pytest.mark.parametrize(
-    "name, sizes, has_labels",
-    [
-        ("mnist", (50000, 10000, 10000), True),
-        ("fashion_mnist", (50000, 10000, 10000), True),
-        ("binarized_mnist", (50000, 10000, 10000), False),
-    ],
-)
-def test_prepared_datasets_have_expected_splits_shapes_and_ranges(name, sizes, has_labels):
-    splits = data.load(name, batch_size=1000, data_dir=DATA_DIR, download=False)
+@pytest.mark.parametrize("name, has_labels", [("mnist", True), ("fashion_mnist", True), ("binarized_mnist", False)])
+def test_prepared_datasets_have_expected_splits_shapes_and_ranges(name, has_labels, tfds_data_dir):
+    # The fake datasets (tests/mock_data.py) hold NUM_EXAMPLES per split.
+    sizes = (mock_data.NUM_EXAMPLES,) * 3 if mock_data.mocking() else REAL_SIZES
+    splits = data.load(name, batch_size=1000, data_dir=tfds_data_dir, download=False)
     assert splits.image_shape == (28, 28, 1) and splits.has_labels == has_labels
     assert splits.num_examples == dict(zip(data.SPLIT_NAMES, sizes))
     assert splits.steps_per_epoch == sizes[0] // 1000
@@ -49,17 +41,16 @@ def test_prepared_datasets_have_expected_splits_shapes_and_ranges(name, sizes, h
         assert labels.shape == (1000,) and set(np.unique(labels)) == set(range(10))
 
 
-@needs_prepared_data
-def test_test_split_really_holds_ten_thousand_examples():
-    splits = data.load("binarized_mnist", batch_size=2500, data_dir=DATA_DIR, download=False)
-    assert sum(int(batch.shape[0]) for batch in splits.test) == 10000
+def test_test_split_really_holds_all_its_examples(tfds_data_dir):
+    splits = data.load("binarized_mnist", batch_size=2500, data_dir=tfds_data_dir, download=False)
+    expected = mock_data.NUM_EXAMPLES if mock_data.mocking() else REAL_SIZES[2]
+    assert sum(int(batch.shape[0]) for batch in splits.test) == expected
 
 
-@needs_prepared_data
-def test_dynamic_binarization_repeats_with_seed_whatever_the_global_seed():
+def test_dynamic_binarization_repeats_with_seed_whatever_the_global_seed(tfds_data_dir):
     def first_batches(seed, global_seed):
         keras.utils.set_random_seed(global_seed)  # must not matter
-        splits = data.load("mnist", batch_size=64, binarize="dynamic", data_dir=DATA_DIR, seed=seed, max_examples=256)
+        splits = data.load("mnist", batch_size=64, binarize="dynamic", data_dir=tfds_data_dir, seed=seed, max_examples=256)
         epochs = [next(iter(splits.epoch_batches(epoch)))[0].numpy() for epoch in (0, 1)]
         tests = [next(iter(splits.test))[0].numpy() for _ in range(2)]
         return epochs, tests
@@ -318,15 +309,14 @@ def test_loaders_turn_every_kind_of_seed_into_the_same_pipelines_as_its_int():
     assert generator_seed == data.seed_as_int(keras.random.SeedGenerator(3))
 
 
-@needs_prepared_data
-def test_a_prepared_dataset_is_read_without_the_network(monkeypatch):
+def test_a_prepared_dataset_is_read_without_the_network(tfds_data_dir, monkeypatch):  # monkeypatch undone first
     def no_network(*args, **kwargs):
         raise AssertionError("a prepared dataset must not touch the network")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_network)
-    splits = data.load("binarized_mnist", batch_size=16, data_dir=DATA_DIR, download=True, max_examples=32)
+    splits = data.load("binarized_mnist", batch_size=16, data_dir=tfds_data_dir, download=True, max_examples=32)
     assert next(iter(splits.train)).shape == (16, 28, 28, 1)
 
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import tfvae
-from tfvae import architectures
+from tfvae import architectures, training
 
 IMAGE_SHAPE = (4, 4, 1)
 GLOBAL_BATCH = 8
@@ -35,7 +35,7 @@ def _one_step(vae, x):
 
 @pytest.fixture
 def two_replicas():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = training.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])  # distinct collective keys (tensorflow#62790)
     assert strategy.num_replicas_in_sync == 2
     return strategy
 

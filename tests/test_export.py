@@ -1,7 +1,6 @@
 """SavedModel export for TF Serving: signatures, fidelity without tfvae/TFP, XLA, atomicity."""
 
 import pathlib
-import shutil
 import subprocess
 import sys
 import textwrap

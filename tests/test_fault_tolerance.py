@@ -4,29 +4,32 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 
 import keras
 import numpy as np
 
-from tests.test_data import DATA_DIR, needs_prepared_data
+from tfvae import training
+from tests.helpers import python_with_data
+from tests.mock_data import data_dir_args
 
 ENVIRONMENT = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 TRAIN = ["--dataset", "mnist", "--binarize", "dynamic", "--latent-dim", "2", "--batch-size", "20",
-         "--max-examples", "400", "--verbose", "2", "--data-dir", str(DATA_DIR)]
+         "--max-examples", "400", "--verbose", "2"]
 
 
 def _tfvae(*argv, timeout=300):
-    return subprocess.run([sys.executable, "-m", "tfvae", *argv], capture_output=True, text=True, env=ENVIRONMENT, timeout=timeout)
+    """`tfvae ARGV...` in a subprocess, with the tests' data (the prepared directory or the fake datasets)."""
+    return subprocess.run(python_with_data("-m", "tfvae", *argv), capture_output=True, text=True, env=ENVIRONMENT,
+                          timeout=timeout)
 
 
-@needs_prepared_data
-def test_killed_mid_epoch_resumes_from_the_last_checkpoint_step_and_finishes(tmp_path):
+def test_killed_mid_epoch_resumes_from_the_last_checkpoint_step_to_the_uninterrupted_weights(tmp_path, tfds_data_dir):
     out = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "tfvae", "train", *TRAIN, "--epochs", "3", "--checkpoint-every", "3",
-                                "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENVIRONMENT)
+    argv = python_with_data("-m", "tfvae", "train", *TRAIN, *data_dir_args(tfds_data_dir), "--epochs", "3",
+                            "--checkpoint-every", "3", "--out", str(out))
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENVIRONMENT)
     try:
         deadline = time.monotonic() + 240
         for line in process.stdout:  # the first epoch is done and checkpointed
@@ -40,13 +43,22 @@ def test_killed_mid_epoch_resumes_from_the_last_checkpoint_step_and_finishes(tmp
     assert process.returncode == -signal.SIGKILL
     assert not (out / "model.keras").exists()
 
-    resumed = _tfvae("train", "--out", str(out), "--resume", "--data-dir", str(DATA_DIR))
+    resumed = _tfvae("train", "--out", str(out), "--resume", *data_dir_args(tfds_data_dir))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     epoch, step = map(int, re.search(r"Resuming at epoch (\d+), step (\d+)", resumed.stderr).groups())
     assert (epoch, step) >= (2, 0)  # from the checkpoint, not from scratch
     assert step % 3 == 0  # a step-checkpoint (or the epoch's end)
-    assert (out / "model.keras").is_file()
     assert [row.split(",")[0] for row in (out / "history.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]
+    # The steps lost since the checkpoint were done again on the same batches with the same latent samples.
+    training.train(training.read_config(out), tmp_path / "whole", data_dir=tfds_data_dir, verbose=0)
+    _assert_same_weights(out / "model.keras", tmp_path / "whole" / "model.keras")
+
+
+def _assert_same_weights(path, expected_path):
+    weights, expected = (keras.models.load_model(p).get_weights() for p in (path, expected_path))
+    assert len(weights) == len(expected) >= 10
+    for value, expected_value in zip(weights, expected):
+        np.testing.assert_allclose(value, expected_value, rtol=1e-6, atol=1e-7)
 
 
 KILL_AFTER_FIRST_EPOCH = textwrap.dedent(
@@ -61,24 +73,19 @@ KILL_AFTER_FIRST_EPOCH = textwrap.dedent(
 
     config = training.TrainingConfig(dataset="mnist", binarize="dynamic", latent_dim=2, batch_size=20,
                                      max_examples=400, epochs=2)
-    training.train(config, sys.argv[1], data_dir=sys.argv[2], verbose=0, callbacks=[KillAfterFirstEpoch()])
+    training.train(config, sys.argv[1], data_dir=sys.argv[2] or None, verbose=0, callbacks=[KillAfterFirstEpoch()])
     """
 )
 
 
-@needs_prepared_data
-def test_killed_right_after_an_epoch_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path):
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_EPOCH, str(tmp_path / "killed"), str(DATA_DIR)],
+def test_killed_right_after_an_epoch_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path, tfds_data_dir):
+    killed = subprocess.run(python_with_data("-c", KILL_AFTER_FIRST_EPOCH, str(tmp_path / "killed"), tfds_data_dir or ""),
                             capture_output=True, text=True, env=ENVIRONMENT, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    resumed = _tfvae("train", "--out", str(tmp_path / "killed"), "--resume", "--data-dir", str(DATA_DIR))
+    resumed = _tfvae("train", "--out", str(tmp_path / "killed"), "--resume", *data_dir_args(tfds_data_dir))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming at epoch 2, step 0" in resumed.stderr
 
-    uninterrupted = _tfvae("train", *TRAIN, "--epochs", "2", "--out", str(tmp_path / "whole"))
+    uninterrupted = _tfvae("train", *TRAIN, *data_dir_args(tfds_data_dir), "--epochs", "2", "--out", str(tmp_path / "whole"))
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
-    resumed_weights = keras.models.load_model(tmp_path / "killed" / "model.keras").get_weights()
-    whole_weights = keras.models.load_model(tmp_path / "whole" / "model.keras").get_weights()
-    assert len(resumed_weights) == len(whole_weights) >= 10
-    for resumed_value, whole_value in zip(resumed_weights, whole_weights):
-        np.testing.assert_allclose(resumed_value, whole_value, rtol=1e-6, atol=1e-7)
+    _assert_same_weights(tmp_path / "killed" / "model.keras", tmp_path / "whole" / "model.keras")

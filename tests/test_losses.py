@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import layers
+from tfvae import layers, training
 from tfvae.losses import NegativeLogLikelihood
 from tests.helpers import assert_config_round_trip, serialized_round_trip
 
@@ -134,7 +134,8 @@ def test_mean_over_replicas_matches_one_device():
 
     initial = _regression_model().get_weights()
     one_device = fit_one_step()
-    with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    # make_strategy: a second raw MirroredStrategy in one process collides with the first (tensorflow#62790).
+    with training.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]).scope():
         two_replicas = fit_one_step()
     np.testing.assert_allclose(two_replicas[0], one_device[0], rtol=1e-5)
     for replicated, single in zip(two_replicas[1], one_device[1]):

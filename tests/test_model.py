@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfvae
-from tfvae import architectures, layers, priors, training
+from tfvae import architectures, priors, training
 from tests.helpers import assert_config_round_trip
 
 IMAGE_SHAPE = (6, 6, 1)

@@ -10,7 +10,6 @@ import tensorflow as tf
 import tfvae
 from tfvae import architectures, training
 from tfvae.training import TrainingConfig
-from tests.test_data import DATA_DIR, needs_prepared_data
 
 
 def test_config_round_trips_through_json():
@@ -73,18 +72,17 @@ class PoisonWeights(keras.callbacks.Callback):
             kernel.assign(np.full(kernel.shape, np.nan, np.float32))
 
 
-@needs_prepared_data
-def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tfds_data_dir):
     config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=3, batch_size=50, max_examples=200,
                             steps_per_execution=1)  # PoisonWeights acts after one given step
     with pytest.raises(training.NonFiniteLossError) as raised:
-        training.train(config, tmp_path, data_dir=DATA_DIR, verbose=0, callbacks=[PoisonWeights(epoch=1, batch=1)])
+        training.train(config, tmp_path, data_dir=tfds_data_dir, verbose=0, callbacks=[PoisonWeights(epoch=1, batch=1)])
     message = str(raised.value)
     assert "epoch 2, step 3 (optimizer step 7)" in message and "loss=nan" in message
     assert "Last finite values: elbo=" in message and "checkpoint at epoch 2, step 0 is kept" in message
     assert not (tmp_path / "model.keras").exists()
     # The kept checkpoint holds finite weights from the end of epoch 1: resuming works.
-    summary = training.train(None, tmp_path, data_dir=DATA_DIR, resume=True, verbose=0)
+    summary = training.train(None, tmp_path, data_dir=tfds_data_dir, resume=True, verbose=0)
     assert summary["epochs_done"] == 3 and np.isfinite(summary["elbo"])
 
 
@@ -108,12 +106,11 @@ def test_tpu_strategy_without_a_tpu_says_how_to_name_one(monkeypatch):
         training.make_strategy("tpu")
 
 
-@needs_prepared_data
-def test_train_runs_under_a_mirrored_strategy_with_the_global_batch(tmp_path):
+def test_train_runs_under_a_mirrored_strategy_with_the_global_batch(tmp_path, tfds_data_dir):
     strategy = training.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
     config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=1, batch_size=50, max_examples=200)
-    summary = training.train(config, tmp_path, data_dir=DATA_DIR, verbose=0, strategy=strategy)
+    summary = training.train(config, tmp_path, data_dir=tfds_data_dir, verbose=0, strategy=strategy)
     assert np.isfinite(summary["elbo"])
     vae, _ = training.load_run(tmp_path)
     assert all(np.all(np.isfinite(w)) for w in vae.get_weights())
@@ -126,8 +123,7 @@ class FailAfterFirstEpoch(keras.callbacks.Callback):
         raise RuntimeError("a callback failed")
 
 
-@needs_prepared_data
-def test_a_failed_run_gives_ctrl_c_back_to_the_previous_handler(tmp_path):
+def test_a_failed_run_gives_ctrl_c_back_to_the_previous_handler(tmp_path, tfds_data_dir):
     def previous_handler(signum, frame):
         pass
 
@@ -135,7 +131,7 @@ def test_a_failed_run_gives_ctrl_c_back_to_the_previous_handler(tmp_path):
     try:
         config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=2, batch_size=50, max_examples=100)
         with pytest.raises(RuntimeError, match="a callback failed"):
-            training.train(config, tmp_path / "run", data_dir=DATA_DIR, verbose=0, callbacks=[FailAfterFirstEpoch()])
+            training.train(config, tmp_path / "run", data_dir=tfds_data_dir, verbose=0, callbacks=[FailAfterFirstEpoch()])
         assert signal.getsignal(signal.SIGINT) is previous_handler
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
