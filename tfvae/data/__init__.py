@@ -13,8 +13,8 @@ The training split is held in memory, and training epoch e is a function of
 (seed, e) alone: a stateless random permutation of the examples, cut into
 batches, and with `binarize="dynamic"` a fresh binarisation x ~ Bernoulli(pixel
 intensity) of each batch, the protocol of the IWAE paper (Burda et al., 2015).
-`Splits.epoch_batches(e)` is that definition; `Splits.train` yields epoch 0 on
-its first iteration (a Keras epoch), epoch 1 on its second, and so on;
+`Splits.epoch_batches(e)` is that definition; `Splits.train` yields the next
+epoch each time an iterator is opened on it (a peek at its first batch counts);
 `Splits.train_from` any run of epochs from any batch, for resuming. Validation
 and test splits are binarised once with a fixed seed, so evaluation numbers are
 comparable between runs. Nothing depends on TensorFlow's global seed.

@@ -213,11 +213,11 @@ class Splits:
     def train(self):
         """The training batches: epoch 0 on the first iteration, epoch 1 on the second, ...
 
-        Each new iterator (each Keras epoch of `fit(splits.train, epochs=n)`)
-        starts the next epoch, with exactly the batches of
-        `epoch_batches(epoch)`. An iterator that stops early (a peek at the
-        first batch, an interrupted epoch) does not count: the next one runs
-        the same epoch again from its start. `train_from` gives explicit epochs.
+        Each new iterator starts the next epoch, with exactly the batches of
+        `epoch_batches(epoch)`. Every iterator counts, a peek at the first
+        batch too: `VAE.fit` (which looks at the first batch of its input) and
+        Keras' `fit` under a `tf.distribute` strategy open one, so their first
+        epoch is epoch 1. `train_from` gives explicit epochs, as resuming needs.
         """
         return self._training.successive_epochs
 
