@@ -12,13 +12,16 @@ with XLA (`jit_compile=True`), and with XLA and `steps_per_execution`
 defaults leave it and as `tfvae train` runs it (`tfvae.training.build_vae`, XLA,
 50 steps per execution, the non-finite stop without keeping weights in memory);
 `--diagnose` adds the model keeping its weights at a non-finite step, and
-without the stop.
+without the stop; `--bfloat16` adds `tfvae train`'s model under Keras'
+"mixed_bfloat16" policy, with and without XLA.
 
 Paths are warmed up (traced and compiled), then timed in `--repeats`
-interleaved rounds; each path's best epoch counts, so that load from elsewhere
-on the machine penalises no path in particular. Prints examples per second,
+interleaved rounds. Prints each path's best epoch in examples per second and
 GFLOP/s against a large float32 matmul timed in the same process (the
-machine's practical ceiling), and tfvae's ratios to the best baseline.
+machine's practical ceiling), and tfvae's ratios to the best baseline two
+ways: best epoch against best epoch, and the median over rounds of the ratio
+within a round (the paths of one round run seconds apart, so load from
+elsewhere on the machine moves both sides of that ratio alike).
 """
 
 import argparse
@@ -73,7 +76,7 @@ class HandWrittenVAE(keras.Model):
         return {"loss": self.loss_tracker.result()}
 
 
-def paths(steps_per_execution, diagnose):
+def paths(steps_per_execution, diagnose, bfloat16=False):
     """`{label: (build function, compile kwargs)}` of every path timed."""
     def hand_written():
         return HandWrittenVAE()
@@ -95,7 +98,23 @@ def paths(steps_per_execution, diagnose):
     if diagnose:
         chosen["tfvae, XLA, 50/call, keeping weights"] = (tfvae_vae(), as_tfvae_train_compiles)
         chosen["tfvae, XLA, 50/call, no non-finite stop"] = (tfvae_vae(stop_on_non_finite=False), as_tfvae_train_compiles)
+    if bfloat16:
+        for label, jit_compile in (("tfvae train, mixed_bfloat16", "auto"), ("tfvae train, mixed_bfloat16, no XLA", False)):
+            chosen[label] = (in_policy("mixed_bfloat16", lambda: training.build_vae(config, IMAGE_SHAPE)),
+                             {**as_tfvae_train_compiles, "jit_compile": jit_compile})
     return chosen
+
+
+def in_policy(policy, build):
+    """`build`, run with Keras' global dtype policy set to `policy` and then restored."""
+    def build_in_policy():
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(policy)
+        try:
+            return build()
+        finally:
+            keras.config.set_dtype_policy(previous)
+    return build_in_policy
 
 
 def matmul_gflops(size=2048, repeats=10):
@@ -130,21 +149,23 @@ def main():
     parser.add_argument("--steps-per-execution", type=int, default=50)
     parser.add_argument("--max-examples", type=int, default=None, help="shorter epochs, for a quick check")
     parser.add_argument("--diagnose", action="store_true", help="also time tfvae without its non-finite stop")
+    parser.add_argument("--bfloat16", action="store_true", help="also time tfvae under the mixed_bfloat16 policy")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
 
     batches, num_examples = in_memory_batches(args.data_dir, args.max_examples)
     models = {}
-    for label, (build, compile_kwargs) in paths(args.steps_per_execution, args.diagnose).items():
+    for label, (build, compile_kwargs) in paths(args.steps_per_execution, args.diagnose, args.bfloat16).items():
         keras.utils.set_random_seed(0)
         models[label] = build()
         models[label].compile(optimizer=keras.optimizers.Adam(1e-3), **compile_kwargs)
         models[label].fit(batches.take(2 * args.steps_per_execution), epochs=1, verbose=0)  # warm-up: trace and compile
-    best = {label: float("inf") for label in models}
+    seconds = {label: [] for label in models}
     for _ in range(args.repeats):
         for label, model in models.items():
-            best[label] = min(best[label], _timed(lambda: model.fit(batches, epochs=1, verbose=0)))
+            seconds[label].append(_timed(lambda: model.fit(batches, epochs=1, verbose=0)))
     ceiling = matmul_gflops()
+    best = {label: min(times) for label, times in seconds.items()}
 
     print(f"one epoch of binarized_mnist in memory ({num_examples} examples, batch 100), best of {args.repeats} "
           f"interleaved rounds; float32 matmul ceiling {ceiling:.1f} GFLOP/s")
@@ -155,9 +176,11 @@ def main():
         print(f"{label:<40} {examples_per_second:>11.0f} {gflops:>8.2f} {gflops / ceiling:>9.1%}")
     baseline = max((label for label in speed if label.startswith("hand-written")), key=speed.get)
     print(f"best hand-written path: {baseline}")
+    print(f"{'tfvae path / best hand-written':<40} {'best epochs':>11} {'median of rounds':>17}")
     for label in speed:
         if label.startswith("tfvae"):
-            print(f"{label} / best hand-written: {speed[label] / speed[baseline]:.2f}")
+            within_rounds = np.median(np.array(seconds[baseline]) / np.array(seconds[label]))
+            print(f"{label:<40} {speed[label] / speed[baseline]:>11.2f} {within_rounds:>17.2f}")
     print(f"XLA / plain, hand-written: {speed['hand-written + XLA'] / speed['hand-written']:.2f}")
 
 

@@ -44,7 +44,7 @@ def main():
     with strategy.scope():
         vae = tfvae.VAE(architectures.mlp_encoder(IMAGE_SHAPE, 2, hidden_units=(8,)),
                         architectures.mlp_decoder(2, IMAGE_SHAPE, hidden_units=(8,)), seed=5)
-        vae.compile(optimizer=keras.optimizers.SGD(0.5))
+        vae.compile(optimizer=keras.optimizers.SGD(0.5), jit_compile=False)  # the same noise alone as on workers
     initial = {f"initial{i}": w for i, w in enumerate(vae.get_weights())}
     history = vae.fit(training.images_for_fit(dataset, has_labels=False), epochs=1, verbose=0).history
     np.savez(args.out, loss=history["loss"], **initial, **{f"w{i}": w for i, w in enumerate(vae.get_weights())})

@@ -52,3 +52,29 @@ def test_unknown_names_and_bad_shapes_are_rejected():
         architectures.conv_encoder((30, 30, 1), 2)
     with pytest.raises(ValueError, match=r"\(height, width, channels\)"):
         architectures.conv_decoder(2, (28, 28))
+
+
+def test_gated_dense_is_values_times_sigmoid_gates_and_round_trips():
+    layer = architectures.GatedDense(3, activation="tanh")
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
+    output = layer(x).numpy()
+    kernel, bias = (w.numpy() for w in layer.dense.weights)
+    values, gates = np.split(x @ kernel + bias, 2, axis=-1)
+    np.testing.assert_allclose(output, np.tanh(values) / (1 + np.exp(-gates)), rtol=1e-5, atol=1e-6)
+    config = layer.get_config()
+    assert config["units"] == 3 and config["activation"] == "tanh"
+    assert architectures.GatedDense.from_config(config).compute_output_shape((None, 5)) == (None, 3)
+    with pytest.raises(ValueError, match=r"`units` must be an int >= 1; received 0"):
+        architectures.GatedDense(0)
+
+
+def test_gated_mlp_is_the_vampprior_papers_mlp_and_saves(tmp_path):
+    import keras
+    encoder, decoder = architectures.encoder_and_decoder("gated_mlp", (28, 28, 1), 40)
+    gated = [layer for model in (encoder, decoder) for layer in model.layers if isinstance(layer, architectures.GatedDense)]
+    assert [layer.units for layer in gated] == [300, 300, 300, 300]
+    assert encoder.count_params() == 784 * 600 + 600 + 300 * 600 + 600 + 300 * 80 + 80
+    encoder.save(tmp_path / "encoder.keras")
+    x = np.zeros((2, 28, 28, 1), "float32")
+    loaded = keras.saving.load_model(tmp_path / "encoder.keras")
+    np.testing.assert_allclose(loaded(x).mean(), encoder(x).mean())

@@ -215,3 +215,8 @@ def test_iwae_bound_with_5000_samples_is_within_005_nats_of_log_marginal(linear_
     assert np.all(gap > 0.3)  # the ELBO alone is far off
     estimate = vae.log_likelihood(x, k=5000, chunk_size=1000, seed=(9, 9)).numpy()
     np.testing.assert_allclose(estimate, linear_gaussian.log_marginal(x), atol=0.05)
+
+
+def test_warmed_up_beta_rises_linearly_to_beta_and_stays():
+    steps = tf.range(6)
+    np.testing.assert_allclose(bounds.warmed_up_beta(2.0, steps, 4), [0.5, 1.0, 1.5, 2.0, 2.0, 2.0])

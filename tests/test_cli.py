@@ -160,6 +160,8 @@ def test_existing_out_is_kept_without_overwrite(trained_run, tfds_data_dir, caps
         (["train", "--epochs", "-3"], "expected an integer >= 1, received -3"),
         (["train", "--dataset", "svhn"], "invalid choice: 'svhn'"),
         (["train", "--arch", "resnet"], "invalid choice: 'resnet'"),
+        (["train", "--kl-warmup-epochs", "-1"], "expected an integer >= 0, received -1"),
+        (["train", "--early-stopping", "0"], "expected an integer >= 1, received 0"),
         (["sample"], "the following arguments are required: --model"),
     ],
 )
@@ -265,3 +267,10 @@ def test_every_subcommand_has_help(command, capsys):
         cli.main([command, "--help"])
     assert raised.value.code == 0
     assert f"usage: tfvae {command}" in capsys.readouterr().out
+
+
+def test_version_is_the_packages(capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["--version"])
+    assert raised.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tfvae {tfvae.__version__}"

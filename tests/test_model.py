@@ -28,7 +28,7 @@ def _vae(latent_dim=2, posterior="independent_normal", **kwargs):
 
 def test_logged_metrics_are_exactly_loss_elbo_reconstruction_kl_per_example():
     vae = _vae(beta=2.0)
-    vae.compile(optimizer="adam")
+    vae.compile(optimizer="adam", jit_compile=False)  # TFP's eager `sample` below draws the CPU kernel's noise
     x = _binary_images(8)
     seed = vae.evaluation_seed_generator.state.numpy().copy()  # the seed the next evaluation step draws
     logs = vae.evaluate(x, batch_size=8, verbose=0, return_dict=True)
@@ -424,3 +424,46 @@ def test_without_keeping_finite_weights_the_stop_and_its_error_are_the_same():
         vae.fit(_poisoned(_binary_images(32), 9), batch_size=8, epochs=1, verbose=0, shuffle=False)
     assert int(vae.optimizer.iterations.numpy()) == 2  # stopped there; that step updated the weights
     assert assert_config_round_trip(vae).keep_finite_weights is False
+
+
+def test_compile_defaults_to_xla_on_one_device_and_keeps_an_explicit_choice():
+    vae = _vae()
+    vae.compile(optimizer="adam")
+    assert vae.jit_compile is True
+    vae.compile(optimizer="adam", jit_compile=False)
+    assert vae.jit_compile is False
+    vae.compile(optimizer="adam", run_eagerly=True)
+    assert vae.jit_compile is False
+    with training.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]).scope():
+        mirrored = _vae()
+        mirrored.compile(optimizer="adam")
+    assert mirrored.jit_compile is False  # Keras' "auto": no XLA on CPUs under a strategy
+    no_jit = _vae()
+    no_jit.decoder.layers[-2].supports_jit = False  # a layer that says it does not compile
+    no_jit.compile(optimizer="adam")
+    assert no_jit.jit_compile is False
+
+
+def test_kl_warmup_step_equals_a_step_with_the_warmed_up_beta():
+    # Step 0 of a 4-step warm-up from beta = 2 uses beta = 2 / 4: the same SGD update as beta = 0.5.
+    x = _binary_images(8)
+    warming = _vae(seed=3, beta=2.0, kl_warmup_steps=4)
+    fixed = _vae(seed=3, beta=0.5)
+    fixed.set_weights(warming.get_weights())
+    for vae in (warming, fixed):
+        vae.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+        vae.fit(x, batch_size=8, epochs=1, verbose=0)
+    for a, b in zip(warming.get_weights(), fixed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert tfvae.VAE.from_config(warming.get_config()).kl_warmup_steps == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"kl_warmup_steps": -1}, r"`kl_warmup_steps` must be an int >= 0; received -1"),
+     ({"kl_warmup_steps": 2.5}, r"`kl_warmup_steps` must be an int >= 0; received 2.5"),
+     ({"kl_warmup_steps": 3, "objective": "iwae"}, r"`kl_warmup_steps` must be 0 with objective='iwae'; received 3")],
+)
+def test_bad_kl_warmup_is_refused_by_name(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _vae(**kwargs)

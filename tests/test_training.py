@@ -22,7 +22,9 @@ def test_config_round_trips_through_json():
     "field, value, match",
     [
         ("dataset", "svhn", r"Unknown `dataset` 'svhn'; known: \['binarized_mnist', 'cifar10', 'fashion_mnist', 'mnist'\]"),
-        ("arch", "resnet", r"Unknown `arch` 'resnet'; known: \['conv', 'mlp'\]"),
+        ("arch", "resnet", r"Unknown `arch` 'resnet'; known: \['conv', 'gated_mlp', 'mlp'\]"),
+        ("kl_warmup_epochs", -1, r"`kl_warmup_epochs` must be an int >= 0; received -1"),
+        ("early_stopping_patience", 0, r"`early_stopping_patience` must be an int >= 1; received 0"),
         ("epochs", -1, r"`epochs` must be an int >= 1; received -1"),
         ("batch_size", 0, r"`batch_size` must be an int >= 1; received 0"),
         ("beta", 0.0, r"`beta` must be a number > 0; received 0.0"),
@@ -153,3 +155,61 @@ def test_legacy_configs_with_num_samples_still_load():
 def test_the_private_tensorflow_attribute_tfvae_relies_on_still_exists():
     # training/strategies.py sets it to keep MirroredStrategies apart (tensorflow#62790).
     assert isinstance(tf.distribute.MirroredStrategy._collective_key_base, int)
+
+
+class _ScriptedValidation(keras.callbacks.Callback):
+    """Sets the weights to the epoch's number and reports a scripted validation ELBO, before KeepBestValidation."""
+
+    def __init__(self, elbos):
+        super().__init__()
+        self.elbos = elbos
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.set_weights([np.full_like(w, epoch) for w in self.model.get_weights()])
+        logs["val_elbo"] = self.elbos[epoch]
+
+
+def test_keep_best_validation_stops_after_patience_and_restores_the_best_epoch(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    keep_best = training.KeepBestValidation(tmp_path / "best.weights.h5", patience=2)
+    elbos = [-10.0, -9.0, -9.5, -9.2, -8.0, -7.0]  # best at epoch 1; epochs 2 and 3 are not better
+    model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=len(elbos), verbose=0,
+              callbacks=[_ScriptedValidation(elbos), keep_best])
+    assert keep_best.stopped_epoch == 3 and int(keep_best.best_epoch) == 1 and float(keep_best.best_elbo) == -9.0
+    keep_best.restore_best()
+    assert all(np.all(w == 1) for w in model.get_weights())
+    # After a resume the best weights come from the file the chief wrote.
+    resumed = training.KeepBestValidation(tmp_path / "best.weights.h5", patience=2)
+    resumed.set_model(model)
+    resumed.best_epoch.assign(1)
+    model.set_weights([np.full_like(w, 7) for w in model.get_weights()])
+    resumed.restore_best()
+    assert all(np.all(w == 1) for w in model.get_weights())
+
+
+def test_keep_best_validation_needs_validation_data(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="needs the validation ELBO"):
+        model.fit(np.zeros((4, 2)), np.zeros((4, 1)), verbose=0,
+                  callbacks=[training.KeepBestValidation(tmp_path / "best.weights.h5", patience=1)])
+
+
+def test_early_stopping_keeps_the_best_epoch_and_kl_warmup_reaches_beta(tmp_path, tfds_data_dir):
+    config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=6, batch_size=50, max_examples=200,
+                            learning_rate=0.01, kl_warmup_epochs=2, early_stopping_patience=1)
+    summary = training.train(config, tmp_path, data_dir=tfds_data_dir, verbose=0)
+    history = training.read_history(tmp_path)
+    validation = history["val_elbo"]
+    best = int(np.argmax(validation))
+    assert summary["best_epoch"] == best + 1 and summary["best_validation_elbo"] == pytest.approx(validation[best])
+    # It stops at the first epoch that is not better than the best before it (patience 1), or at the end.
+    not_better = [epoch for epoch in range(1, len(validation)) if validation[epoch] <= max(validation[:epoch])]
+    assert summary["epochs_done"] == len(validation) == (not_better[0] + 1 if not_better else 6)
+    # KL weight 1/2 over epoch 1, 1 from epoch 2 on: the training loss is reconstruction + beta_t * kl.
+    loss, reconstruction, kl = (np.array(history[name]) for name in ("loss", "reconstruction", "kl"))
+    assert loss[0] < reconstruction[0] + kl[0]
+    if len(validation) > 2:
+        np.testing.assert_allclose(loss[2:], reconstruction[2:] + kl[2:], rtol=1e-5)
+    assert tfvae.models.VAE.from_config(training.load_run(tmp_path)[0].get_config()).kl_warmup_steps == 2 * 4

@@ -9,8 +9,10 @@ Posteriors and likelihoods are chosen by name from the registries below.
 import math
 
 import keras
+import tensorflow as tf
 
 from tfvae import layers
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE
 
 POSTERIORS = {
     "independent_normal": lambda latent_dim: layers.IndependentNormal(latent_dim, name="posterior"),
@@ -42,6 +44,45 @@ def _check_image_shape(shape, argument, num_downsamplings):
         )
 
 
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class GatedDense(keras.layers.Layer):
+    """Gated dense units: `h = activation(x W + b) * sigmoid(x V + c)`.
+
+    The units of the MLPs of Tomczak & Welling (2018, "VAE with a
+    VampPrior"), after the gated linear units of Dauphin et al. (2017); their
+    code uses no activation (`activation=None`, linear h). W and V are one
+    `[input, 2 * units]` kernel, so one matmul computes both halves.
+
+    Input `[batch, input]`, output `[batch, units]`.
+    """
+
+    def __init__(self, units, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"`units` must be an int >= 1; received {units!r}.")
+        self.units = units
+        self.activation = keras.activations.get(activation)
+        self.dense = keras.layers.Dense(2 * units, name="values_and_gates")
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, inputs):
+        values, gates = tf.split(self.dense(inputs), 2, axis=-1)
+        return self.activation(values) * tf.sigmoid(gates)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": keras.activations.serialize(self.activation)}
+
+
+def _hidden_layer(units, activation):
+    """A dense layer, or gated units (`GatedDense`) for `activation="gated"`."""
+    return GatedDense(units) if activation == "gated" else keras.layers.Dense(units, activation=activation)
+
+
 def mlp_encoder(
     input_shape,
     latent_dim,
@@ -53,14 +94,14 @@ def mlp_encoder(
     """x: `[batch, *input_shape]` -> q(z|x) through dense layers.
 
     The default is the encoder of the IWAE paper (Burda et al., 2015):
-    784-200-200-latent, tanh.
+    784-200-200-latent, tanh. `activation="gated"` uses `GatedDense` units.
     """
     make_posterior = _choose(POSTERIORS, posterior, "posterior")
     distribution = make_posterior(latent_dim)
     inputs = keras.Input(tuple(input_shape), name="x")
     hidden = keras.layers.Flatten()(inputs)
     for units in hidden_units:
-        hidden = keras.layers.Dense(units, activation=activation)(hidden)
+        hidden = _hidden_layer(units, activation)(hidden)
     params = keras.layers.Dense(distribution.num_params, name="posterior_params")(hidden)
     return keras.Model(inputs, distribution(params), name=name)
 
@@ -73,12 +114,15 @@ def mlp_decoder(
     likelihood="bernoulli",
     name="decoder",
 ):
-    """z: `[batch, latent_dim]` -> p(x|z) with event shape `output_shape`."""
+    """z: `[batch, latent_dim]` -> p(x|z) with event shape `output_shape`.
+
+    `activation="gated"` uses `GatedDense` units.
+    """
     distribution = _choose(LIKELIHOODS, likelihood, "likelihood")(tuple(output_shape))
     inputs = keras.Input((latent_dim,), name="z")
     hidden = inputs
     for units in hidden_units:
-        hidden = keras.layers.Dense(units, activation=activation)(hidden)
+        hidden = _hidden_layer(units, activation)(hidden)
     params = keras.layers.Dense(distribution.num_params, name="likelihood_params")(hidden)
     return keras.Model(inputs, distribution(params), name=name)
 
@@ -145,13 +189,24 @@ def conv_decoder(
     return keras.Model(inputs, distribution(params), name=name)
 
 
+def gated_mlp_encoder(input_shape, latent_dim, posterior="independent_normal", name="encoder"):
+    """The encoder of the VampPrior paper's MLP (Tomczak & Welling, 2018): 784-300-300-latent, gated units."""
+    return mlp_encoder(input_shape, latent_dim, hidden_units=(300, 300), activation="gated", posterior=posterior, name=name)
+
+
+def gated_mlp_decoder(latent_dim, output_shape, likelihood="bernoulli", name="decoder"):
+    """The decoder of the VampPrior paper's MLP: latent-300-300-784, gated units."""
+    return mlp_decoder(latent_dim, output_shape, hidden_units=(300, 300), activation="gated", likelihood=likelihood, name=name)
+
+
 ARCHITECTURES = {
     "mlp": (mlp_encoder, mlp_decoder),
+    "gated_mlp": (gated_mlp_encoder, gated_mlp_decoder),
     "conv": (conv_encoder, conv_decoder),
 }
 
 
 def encoder_and_decoder(arch, image_shape, latent_dim, likelihood="bernoulli"):
-    """Returns `(encoder, decoder)` of architecture `arch` ("mlp" or "conv") with default sizes."""
+    """Returns `(encoder, decoder)` of architecture `arch` (a key of `ARCHITECTURES`) with default sizes."""
     make_encoder, make_decoder = _choose(ARCHITECTURES, arch, "arch")
     return make_encoder(image_shape, latent_dim), make_decoder(latent_dim, image_shape, likelihood=likelihood)

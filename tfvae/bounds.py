@@ -180,6 +180,21 @@ def per_example_loss(objective, terms, log_weights=None, beta=1.0):
     raise ValueError(f"`objective` must be one of {OBJECTIVES}; received {objective!r}.")
 
 
+def warmed_up_beta(beta, step, warmup_steps):
+    """The KL weight of training step `step` (0-based) under a linear warm-up.
+
+        beta_t = beta * min(1, (t + 1) / warmup_steps)
+
+    rising from beta / warmup_steps at the first step to `beta` from step
+    `warmup_steps - 1` on: the deterministic warm-up of Sonderby et al.
+    (2016) and Tomczak & Welling (2018), per step rather than per epoch.
+    `step` may be a tensor (the optimizer's iteration count); returns a
+    float32 scalar tensor.
+    """
+    progress = (tf.cast(step, tf.float32) + 1.0) / float(warmup_steps)
+    return beta * tf.minimum(1.0, progress)
+
+
 def average_loss(per_example, sample_weight=None):
     """sum_i w_i loss_i / N: this replica's share of the global batch's mean, a scalar.
 

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import sys
 
+import tfvae
 from tfvae import architectures, data, training
 from tfvae import export as export_lib
 
@@ -23,14 +24,22 @@ LIKELIHOOD_CHOICES = sorted(architectures.LIKELIHOODS)
 SPLIT_CHOICES = data.SPLIT_NAMES
 
 
-def _positive_int(text):
+def _int_at_least(minimum, text):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, received {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, received {value}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, received {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, received {value}")
     return value
+
+
+def _positive_int(text):
+    return _int_at_least(1, text)
+
+
+def _non_negative_int(text):
+    return _int_at_least(0, text)
 
 
 def _positive_float(text):
@@ -45,6 +54,7 @@ def _positive_float(text):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="tfvae", description="Train, evaluate and sample variational autoencoders.")
+    parser.add_argument("--version", action="version", version=f"tfvae {tfvae.__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -57,6 +67,10 @@ def build_parser():
     train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
     train.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (1 = ELBO)")
+    train.add_argument("--kl-warmup-epochs", type=_non_negative_int, default=0, metavar="EPOCHS",
+                       help="raise the KL weight linearly from 0 to --beta over EPOCHS epochs (default: 0, none)")
+    train.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE", dest="early_stopping_patience",
+                       help="stop after PATIENCE epochs without a better validation ELBO and keep the best epoch's model")
     train.add_argument("--objective", default="elbo", choices=["elbo", "iwae"], help="iwae: the bound L_k of Burda et al.")
     train.add_argument("-k", type=_positive_int, default=1, dest="k",
                        help="latent samples per example and step: the k of the IWAE bound L_k (with elbo, averaged)")
@@ -138,6 +152,8 @@ def _train(args):
         checkpoint_every=args.checkpoint_every,
         jit_compile=args.jit_compile,
         steps_per_execution=args.steps_per_execution,
+        kl_warmup_epochs=args.kl_warmup_epochs,
+        early_stopping_patience=args.early_stopping_patience,
     )
     out = args.out or f"saved_models/{config.dataset}_{config.arch}"
     summary = training.train(config, out, data_dir=args.data_dir, overwrite=args.overwrite, verbose=args.verbose,
@@ -154,6 +170,7 @@ def _report(summary, out):
         ("test ELBO (nats)", f"{summary['elbo']:.2f}"),
         ("reconstruction (nats)", f"{summary['reconstruction']:.2f}"),
         ("KL (nats)", f"{summary['kl']:.2f}"),
+        *([("best epoch (kept)", f"{summary['best_epoch']} of {summary['epochs_done']}")] if "best_epoch" in summary else []),
         ("wall time (s)", f"{summary['wall_time_s']:.1f}"),
         ("examples per second", f"{summary['examples_per_second']:.0f}"),
     ]

@@ -82,7 +82,55 @@ class _ConvertsToMean:
 
 
 class MeanConvertibleIndependent(_ConvertsToMean, tfd.Independent):
-    """`tfd.Independent` that converts to its mean where a tensor is needed."""
+    """`tfd.Independent` that converts to its mean where a tensor is needed.
+
+    Its log-density is TFP's, summed over the event, but computed on events
+    flattened to one axis where the base is elementwise (every parameter a
+    scalar per element, as for Bernoulli, Normal, Logistic) and `x` has the
+    full event shape:
+
+        log p(x) = sum_{j < n} log p_j(x_j),   x: [..., n], n = prod(event_shape)
+
+    Same values; the reason is speed. XLA on a CPU vectorizes the innermost
+    axis of an elementwise loop, and an image event `(28, 28, 1)` ends in an
+    axis of one: a VAE's training step on MNIST ran 5-10% slower with the
+    likelihood computed on `[batch, 28, 28, 1]` than on `[batch, 784]`
+    (scripts/benchmark_throughput.py).
+    """
+
+    def _log_prob(self, x, **kwargs):
+        event_ndims = self._static_reinterpreted_batch_ndims
+        base = self.distribution
+        properties = type(base).parameter_properties()
+        elementwise = all(properties[name].event_ndims == 0 for name in properties)
+        x = tf.convert_to_tensor(x, dtype_hint=base.dtype)
+        if event_ndims is None or event_ndims < 2 or not elementwise or not _has_event_shape(x, self.event_shape):
+            return super()._log_prob(x, **kwargs)
+        flat_events = tf.concat([tf.shape(x)[:-event_ndims], [-1]], axis=0)
+        return tf.reduce_sum(_flatten_events(base, event_ndims).log_prob(tf.reshape(x, flat_events), **kwargs), axis=-1)
+
+
+def _has_event_shape(x, event_shape):
+    """Whether `x` statically ends in exactly `event_shape` (no broadcasting inside an event)."""
+    event_shape = tf.TensorShape(event_shape)
+    return (
+        event_shape.is_fully_defined()
+        and x.shape.rank is not None
+        and x.shape.rank >= event_shape.rank
+        and x.shape[x.shape.rank - event_shape.rank :] == event_shape
+    )
+
+
+def _flatten_events(distribution, event_ndims):
+    """The elementwise `distribution` with its last `event_ndims` batch axes as one axis."""
+    batch_shape = distribution.batch_shape_tensor()
+    flat_shape = tf.concat([batch_shape[:-event_ndims], [-1]], axis=0)
+    flat = {
+        name: tf.reshape(tf.broadcast_to(value, batch_shape), flat_shape)
+        for name, value in distribution.parameters.items()
+        if name in type(distribution).parameter_properties() and value is not None
+    }
+    return distribution.copy(**flat)
 
 
 class MeanConvertibleMultivariateNormalTriL(_ConvertsToMean, tfd.MultivariateNormalTriL):

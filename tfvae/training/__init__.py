@@ -4,11 +4,12 @@
     summary = tfvae.training.train(config, "runs/mnist_mlp")
 
 One job per module: `config` (what defines a run), `strategies`
-(`tf.distribute` by name), `callbacks` (checkpoints, Ctrl-C), `run_dir` (the
+(`tf.distribute` by name), `callbacks` (checkpoints, Ctrl-C, early stopping), `run_dir` (the
 files of a run), `figures`, `run` (`train`) and `evaluate`.
 """
 
 from tfvae.models import NonFiniteLossError
+from tfvae.training.callbacks import KeepBestValidation
 from tfvae.training.config import TrainingConfig, load_data
 from tfvae.training.evaluate import evaluate, log_likelihoods
 from tfvae.training.figures import reconstruct_images, sample_images, write_figures
@@ -30,7 +31,7 @@ from tfvae.training.strategies import STRATEGIES, WorkerLostError, images_for_fi
 
 __all__ = [
     "CHECKPOINT_DIR", "CONFIG_FILE", "FIGURES", "HISTORY_FILE", "METRICS_FILE", "MODEL_FILE", "STRATEGIES",
-    "NonFiniteLossError", "TrainingConfig", "WorkerLostError", "build_vae", "evaluate", "export_run",
+    "KeepBestValidation", "NonFiniteLossError", "TrainingConfig", "WorkerLostError", "build_vae", "evaluate", "export_run",
     "images_for_fit", "load_data", "load_run", "log_likelihoods", "make_strategy", "prepare_run_directory",
     "read_config", "read_history", "reconstruct_images", "sample_images", "train", "write_figures",
 ]

@@ -1,7 +1,9 @@
-"""Checkpoints every N steps, after each epoch and on Ctrl-C, and where a run is."""
+"""Checkpoints every N steps, after each epoch and on Ctrl-C, where a run is, and its best epoch."""
 
 import logging
 import math
+import os
+import pathlib
 import signal
 import threading
 
@@ -104,3 +106,57 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None
+
+
+class KeepBestValidation(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the best validation ELBO; stops after `patience` epochs without a better one.
+
+    Early stopping as Tomczak & Welling (2018) train (patience 50), made
+    resumable: the best value and its epoch are variables that the run's
+    checkpoint saves, and the best weights go to `path` (`*.weights.h5`),
+    written to a temporary file and renamed, so that a failure while writing
+    leaves the previous best intact. Each process also keeps them in memory,
+    for `restore_best` at the end of training. With `write=False` (the
+    non-chief workers of a multi-worker run) nothing is written.
+
+    Must come before the checkpointing callback, so that an epoch's
+    checkpoint holds that epoch's verdict.
+    """
+
+    def __init__(self, path, patience, write=True):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.patience = patience
+        self.write = write
+        self.best_elbo = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_validation_elbo")
+        self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_epoch")
+        self.stopped_epoch = None  # the 0-based epoch after which training stopped early
+        self._best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if "val_elbo" not in (logs or {}):
+            raise ValueError("Early stopping needs the validation ELBO (`val_elbo`): pass validation data to fit.")
+        value = float(logs["val_elbo"])
+        if not math.isfinite(value) or self.model.stop_training:
+            return  # a non-finite loss stops training on its own
+        if value > float(self.best_elbo):
+            self.best_elbo.assign(value)
+            self.best_epoch.assign(epoch)
+            self._best_weights = self.model.get_weights()
+            if self.write:
+                partial = self.path.with_name(f".partial-{self.path.name}")
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                self.model.save_weights(partial)
+                os.replace(partial, self.path)
+        elif epoch - int(self.best_epoch) >= self.patience:
+            logger.info("No better validation ELBO for %d epochs: stopping after epoch %d; keeping epoch %d's weights.",
+                        self.patience, epoch + 1, int(self.best_epoch) + 1)
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def restore_best(self):
+        """Puts the best epoch's weights back into the model (from memory, or from `path` after a resume)."""
+        if self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
+        elif int(self.best_epoch) >= 0:
+            self.model.load_weights(self.path)

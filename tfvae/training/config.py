@@ -43,13 +43,16 @@ class TrainingConfig:
 
     `k` is the number of latent samples per example and step (the k of the
     IWAE bound L_k, or the samples the ELBO averages over). `max_examples`
-    keeps only the first examples of each split, for smoke runs. Saved as
-    `config.json` in every run directory.
+    keeps only the first examples of each split, for smoke runs. With
+    `early_stopping_patience` P, training stops once P epochs have passed
+    without a better validation ELBO, and the model kept is the one of the
+    best epoch (the VampPrior paper's rule, P = 50). Saved as `config.json`
+    in every run directory.
     """
 
     dataset: str = "mnist"
     binarize: Optional[Literal["dynamic"]] = "dynamic"
-    arch: Literal["mlp", "conv"] = "mlp"
+    arch: Literal["mlp", "gated_mlp", "conv"] = "mlp"
     latent_dim: int = 16
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     epochs: int = 10
@@ -63,6 +66,8 @@ class TrainingConfig:
     checkpoint_every: Optional[int] = None  # steps; checkpoints also follow each epoch
     jit_compile: Optional[bool] = None  # XLA for train steps; None: `jit_compile_for`
     steps_per_execution: Optional[int] = None  # None: `default_steps_per_execution`
+    kl_warmup_epochs: int = 0  # the KL weight rises linearly to beta over these epochs (VAE kl_warmup_steps)
+    early_stopping_patience: Optional[int] = None  # epochs without a better validation ELBO before stopping
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, data.DATASETS)
@@ -82,7 +87,11 @@ class TrainingConfig:
             raise ValueError(f"`beta` must be 1 with objective='iwae'; received {self.beta!r}.")
         for name in ("latent_dim", "epochs", "batch_size", "k"):
             check_positive_int(name, getattr(self, name))
-        for name in ("max_examples", "checkpoint_every", "steps_per_execution"):
+        if isinstance(self.kl_warmup_epochs, bool) or not isinstance(self.kl_warmup_epochs, int) or self.kl_warmup_epochs < 0:
+            raise ValueError(f"`kl_warmup_epochs` must be an int >= 0; received {self.kl_warmup_epochs!r}.")
+        if self.objective == "iwae" and self.kl_warmup_epochs:
+            raise ValueError(f"`kl_warmup_epochs` must be 0 with objective='iwae'; received {self.kl_warmup_epochs!r}.")
+        for name in ("max_examples", "checkpoint_every", "steps_per_execution", "early_stopping_patience"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
         for name in ("learning_rate", "beta"):
@@ -99,12 +108,10 @@ class TrainingConfig:
                 f"({self.steps_per_execution}): Keras runs callbacks only between executions."
             )
 
-    def jit_compile_for(self, strategy=None):
-        """`jit_compile` when set, else True on one device (XLA pays there: BENCHMARKS.md)
-        and Keras' "auto" under another `tf.distribute` strategy (XLA on accelerators only)."""
-        if self.jit_compile is not None:
-            return self.jit_compile
-        return True if _is_default(strategy) else "auto"
+    def jit_compile_for(self):
+        """`jit_compile` when set, else `VAE.compile`'s "auto": XLA on one device (it pays
+        there: BENCHMARKS.md), Keras' choice under a strategy with several replicas."""
+        return "auto" if self.jit_compile is None else self.jit_compile
 
     def steps_per_execution_for(self, steps_per_epoch, strategy=None):
         """The training steps per compiled call for epochs of `steps_per_epoch` steps.

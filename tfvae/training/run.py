@@ -29,7 +29,7 @@ import tensorflow as tf
 from tfvae import architectures
 from tfvae.models import VAE, NonFiniteLossError
 from tfvae.training import run_dir as run_files
-from tfvae.training.callbacks import CheckpointAndInterrupt, TrainingPosition
+from tfvae.training.callbacks import CheckpointAndInterrupt, KeepBestValidation, TrainingPosition
 from tfvae.training.config import load_data
 from tfvae.training.figures import write_figures
 from tfvae.training.strategies import WorkerLostError, collective_failure_reason, images_for_fit
@@ -37,15 +37,21 @@ from tfvae.training.strategies import WorkerLostError, collective_failure_reason
 logger = logging.getLogger(__name__)
 
 
-def build_vae(config, image_shape):
-    """An uncompiled VAE of the config's architecture for `image_shape` images."""
+def build_vae(config, image_shape, steps_per_epoch=None):
+    """An uncompiled VAE of the config's architecture for `image_shape` images.
+
+    `steps_per_epoch` turns `config.kl_warmup_epochs` into the VAE's
+    `kl_warmup_steps`; it is needed only when that is not 0.
+    """
+    if config.kl_warmup_epochs and steps_per_epoch is None:
+        raise ValueError("`steps_per_epoch` is needed to warm the KL term up over `kl_warmup_epochs` epochs.")
     encoder, decoder = architectures.encoder_and_decoder(
         config.arch, image_shape, config.latent_dim, likelihood=config.likelihood
     )
     # The run keeps its last good checkpoint, so the weights after a non-finite
     # step need not be kept in memory: cheaper steps (BENCHMARKS.md).
     return VAE(encoder, decoder, beta=config.beta, seed=config.seed, objective=config.objective, k=config.k,
-               keep_finite_weights=False)
+               keep_finite_weights=False, kl_warmup_steps=config.kl_warmup_epochs * (steps_per_epoch or 0))
 
 
 def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose=1, callbacks=(), strategy=None):
@@ -121,18 +127,24 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
 
     keras.utils.set_random_seed(config.seed)
     # Resolved outside the strategy's scope, where the default strategy is the current one.
-    jit_compile, steps_per_execution = config.jit_compile_for(strategy), config.steps_per_execution_for(splits.steps_per_epoch, strategy)
+    jit_compile, steps_per_execution = config.jit_compile_for(), config.steps_per_execution_for(splits.steps_per_epoch, strategy)
     with strategy.scope():
-        vae = build_vae(config, splits.image_shape)
+        vae = build_vae(config, splits.image_shape, splits.steps_per_epoch)
         vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=jit_compile,
                     steps_per_execution=steps_per_execution)
         vae.optimizer.build(vae.trainable_variables)
     # Bookkeeping read on the host, so created outside the strategy's scope.
     position = TrainingPosition()
+    keep_best = None
+    if config.early_stopping_patience:
+        # The chief writes the best weights; every worker reads them back from there after a resume.
+        keep_best = KeepBestValidation(out_dir / run_files.CHECKPOINT_DIR / run_files.BEST_WEIGHTS_FILE,
+                                       config.early_stopping_patience, write=is_chief)
     checkpoint = tf.train.Checkpoint(
         model=vae, optimizer=vae.optimizer, seed_state=vae.seed_generator.state,
         evaluation_seed_state=vae.evaluation_seed_generator.state,
         epoch=position.epoch, step_in_epoch=position.step,
+        **({"best_validation_elbo": keep_best.best_elbo, "best_epoch": keep_best.best_epoch} if keep_best else {}),
     )
     manager = tf.train.CheckpointManager(checkpoint, scratch_dir / run_files.CHECKPOINT_DIR, max_to_keep=1)
     latest = tf.train.latest_checkpoint(out_dir / run_files.CHECKPOINT_DIR) if resume else None  # the chief's
@@ -159,7 +171,8 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
             validation_data=images_for_fit(splits.validation, splits.has_labels),
             epochs=last_epoch,
             initial_epoch=first_epoch,
-            callbacks=[*(chief_callbacks(append_history) if is_chief else ()), checkpointing, *callbacks],
+            callbacks=[*(chief_callbacks(append_history) if is_chief else ()), *([keep_best] if keep_best else ()),
+                       checkpointing, *callbacks],
             verbose=verbose,
             shuffle=False,  # the pipeline shuffles; Keras would warn that it ignores shuffle=True
         )
@@ -168,7 +181,8 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
     try:
         if start_step:  # finish the interrupted epoch, then run the others
             fit(start_epoch, start_step, start_epoch + 1, append_history=True)
-        if not checkpointing.interrupted and int(position.epoch) < config.epochs:
+        stopped_early = keep_best is not None and keep_best.stopped_epoch is not None
+        if not checkpointing.interrupted and not stopped_early and int(position.epoch) < config.epochs:
             fit(int(position.epoch), 0, config.epochs, append_history=resume or bool(start_step))
     except NonFiniteLossError as error:
         epoch, step = position
@@ -188,19 +202,26 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
         epoch, step = position
         return {"interrupted": True, "epochs_done": epoch, "step_in_epoch": step}
 
+    epochs_done = config.epochs
+    if keep_best:
+        keep_best.restore_best()
+        if keep_best.stopped_epoch is not None:
+            epochs_done = keep_best.stopped_epoch + 1
     run_files.save_model_atomically(vae, scratch_dir / run_files.MODEL_FILE)
     test_metrics = vae.evaluate(images_for_fit(splits.test, splits.has_labels), verbose=0, return_dict=True)
-    examples_seen = splits.num_examples["train"] * (config.epochs - start_epoch) - start_step * config.batch_size
+    examples_seen = splits.num_examples["train"] * (epochs_done - start_epoch) - start_step * config.batch_size
     summary = {
         "interrupted": False,
         "chief": is_chief,
-        "epochs_done": config.epochs,
+        "epochs_done": epochs_done,
         "elbo": test_metrics["elbo"],
         "reconstruction": test_metrics["reconstruction"],
         "kl": test_metrics["kl"],
         "wall_time_s": wall_time,
         "examples_per_second": examples_seen / wall_time,
     }
+    if keep_best:
+        summary.update(best_epoch=int(keep_best.best_epoch) + 1, best_validation_elbo=float(keep_best.best_elbo))
     if not is_chief:
         return summary
     write_figures(vae, splits.test, splits.has_labels, run_files.read_history(out_dir), out_dir)

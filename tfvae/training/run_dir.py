@@ -4,7 +4,8 @@
     model.keras     the trained VAE (written when training completes)
     history.csv     per-epoch metrics (Keras CSVLogger)
     logs/           TensorBoard logs
-    checkpoints/    model, optimizer, seed state and position while unfinished
+    checkpoints/    model, optimizer, seed state and position while unfinished, and
+                    best.weights.h5, the best epoch's weights, with early stopping
     samples.png, reconstructions.png, latent_space.png, loss_curves.png
     metrics.json    test ELBO and its parts, wall time, examples per second
 """
@@ -23,6 +24,7 @@ MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
+BEST_WEIGHTS_FILE = "best.weights.h5"  # in CHECKPOINT_DIR
 FIGURES = ("samples.png", "reconstructions.png", "latent_space.png", "loss_curves.png")
 
 
