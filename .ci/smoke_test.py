@@ -19,6 +19,8 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.append(str(ROOT))  # for tests.mock_data only; this process never imports tfvae
+from tests.mock_data import data_dir_args, mocking, prepared_data_dir  # noqa: E402
 RUN_WITH_DATA = str(ROOT / "tests" / "run_with_data.py")
 TFVAE = str(pathlib.Path(sys.executable).parent / "tfvae")  # the console script the wheel installed
 
@@ -50,14 +52,15 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:  # outside the source tree: only the installed package imports
         where = run(sys.executable, "-c", "import tfvae; print(tfvae.__version__, tfvae.__file__)", cwd=scratch)
         version, path = where.split(" ", 1)
-        if pathlib.Path(path).resolve().is_relative_to(ROOT):
+        if pathlib.Path(path).resolve().parent == ROOT / "tfvae" or "site-packages" not in pathlib.Path(path).parts:
             sys.exit(f"smoke test failed: tfvae imported from the source tree ({path}), not the installed wheel")
         reported = run(TFVAE, "--version", cwd=scratch)
         if reported != f"tfvae {version}":
             sys.exit(f"smoke test failed: `tfvae --version` says {reported!r}; tfvae.__version__ is {version!r}")
         run_dir, export_dir = os.path.join(scratch, "run"), os.path.join(scratch, "serving", "vae", "1")
         run(sys.executable, RUN_WITH_DATA, "-m", "tfvae", "train", "--dataset", "binarized_mnist", "--max-examples", "300",
-            "--batch-size", "50", "--epochs", "1", "--latent-dim", "2", "--out", run_dir, "--verbose", "2", cwd=scratch)
+            "--batch-size", "50", "--epochs", "1", "--latent-dim", "2", "--out", run_dir, "--verbose", "2",
+            *data_dir_args(None if mocking() else prepared_data_dir()), cwd=scratch)
         run(TFVAE, "export", "--model", run_dir, "--out", export_dir, cwd=scratch)
         loaded = run(sys.executable, "-c", LOAD_WITHOUT_TFVAE, export_dir, cwd=scratch)
     print(f"smoke test passed on Python {python}: tfvae {version} from {path}; export loads without tfvae: {loaded}")

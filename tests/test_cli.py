@@ -180,7 +180,9 @@ def test_missing_model_and_unresumable_out_are_one_line_errors(tmp_path, capsys)
     assert "holds no config.json" in capsys.readouterr().err
 
 
-def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes(tmp_path, tfds_data_dir):
+@pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGINT, cli.EXIT_INTERRUPTED), (signal.SIGTERM, cli.EXIT_TERMINATED)],
+                         ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_or_sigterm_keeps_a_checkpoint_and_resume_finishes(signal_number, exit_code, tmp_path, tfds_data_dir):
     out = tmp_path / "interrupted"
     argv = python_with_data(
         "-m", "tfvae", "train", "--dataset", "binarized_mnist", "--epochs", "3", "--out", str(out), "--max-examples", "3000",
@@ -195,12 +197,13 @@ def test_ctrl_c_keeps_a_checkpoint_and_resume_finishes(tmp_path, tfds_data_dir):
             if line.startswith("Epoch 2/3") or time.monotonic() > deadline:
                 break
         # At once: training stops at the end of the running execution (up to 50 of the epoch's 300 steps).
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal_number)
         output.append(process.communicate(timeout=120)[0])
     finally:
         process.kill()
     transcript = "".join(output)
-    assert process.returncode == cli.EXIT_INTERRUPTED, transcript[-2000:]
+    assert process.returncode == exit_code, transcript[-2000:]
+    assert f"Interrupted ({signal.Signals(signal_number).name})" in transcript
     assert f"Continue with: tfvae train --out {out} --resume" in transcript
     assert (out / "checkpoints" / "checkpoint").is_file() and not (out / "model.keras").exists()
     assert len((out / "history.csv").read_text().splitlines()) in (1 + 1, 1 + 2)  # epoch 1 (and the partial 2nd)

@@ -125,18 +125,20 @@ class FailAfterFirstEpoch(keras.callbacks.Callback):
         raise RuntimeError("a callback failed")
 
 
-def test_a_failed_run_gives_ctrl_c_back_to_the_previous_handler(tmp_path, tfds_data_dir):
+def test_a_failed_run_gives_ctrl_c_and_sigterm_back_to_the_previous_handlers(tmp_path, tfds_data_dir):
     def previous_handler(signum, frame):
         pass
 
     signal.signal(signal.SIGINT, previous_handler)
+    signal.signal(signal.SIGTERM, previous_handler)
     try:
         config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=2, batch_size=50, max_examples=100)
         with pytest.raises(RuntimeError, match="a callback failed"):
             training.train(config, tmp_path / "run", data_dir=tfds_data_dir, verbose=0, callbacks=[FailAfterFirstEpoch()])
-        assert signal.getsignal(signal.SIGINT) is previous_handler
+        assert signal.getsignal(signal.SIGINT) is previous_handler and signal.getsignal(signal.SIGTERM) is previous_handler
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def test_a_run_that_fails_before_writing_leaves_no_run_directory(tmp_path):

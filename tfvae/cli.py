@@ -16,7 +16,7 @@ import tfvae
 from tfvae import architectures, data, training
 from tfvae import export as export_lib
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143  # 128 + SIGINT, SIGTERM
 
 DATASET_CHOICES = sorted(data.DATASETS)
 ARCH_CHOICES = sorted(architectures.ARCHITECTURES)
@@ -165,7 +165,7 @@ def _report(summary, out):
     if summary["interrupted"]:
         print(f"Interrupted at epoch {summary['epochs_done'] + 1}, step {summary['step_in_epoch']}; checkpoint saved. "
               f"Continue with: tfvae train --out {out} --resume")
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if summary.get("signal") == "SIGTERM" else EXIT_INTERRUPTED
     rows = [
         ("test ELBO (nats)", f"{summary['elbo']:.2f}"),
         ("reconstruction (nats)", f"{summary['reconstruction']:.2f}"),

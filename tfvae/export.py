@@ -140,7 +140,8 @@ def export(vae, path, overwrite=False, verbose=False, input_signature=None):
     functions = serving_functions(vae, input_signature)
     _check_finite_weights(vae)
     archive = keras.export.ExportArchive()
-    archive.track(vae)
+    # No archive.track(vae): the endpoints track the variables they use, and tracking the model too
+    # would save every weight a second time (the Keras variables beside their tf.Variable copies).
     for name, (function, input_signature) in functions.items():
         archive.add_endpoint(name, function, input_signature=input_signature)
     # serving_default is what TF Serving calls without a signature name.

@@ -35,22 +35,28 @@ class TrainingPosition:
 class CheckpointAndInterrupt(keras.callbacks.Callback):
     """Checkpoints every `every_steps` steps and after each epoch; Ctrl-C stops cleanly.
 
-    On SIGINT, training stops at the end of the current execution (the
+    On SIGINT (Ctrl-C) or SIGTERM (what a cluster scheduler or `kill`
+    sends), training stops at the end of the current execution (the
     `steps_per_execution` steps that Keras runs in one call) and a checkpoint
     of the step it stopped at is saved, so that a resumed run continues
-    exactly there. `every_steps` must be a multiple of `steps_per_execution`.
+    exactly there; `interrupted_by` names the signal. With
+    `handle_sigterm=False` (multi-worker runs, where one worker's
+    interruption would leave the others waiting in a collective) SIGTERM
+    keeps its previous handler. `every_steps` must be a multiple of `steps_per_execution`.
     Keras still ends the interrupted epoch (validation, `on_epoch_end`), but
     it is not counted as finished. An epoch whose logs are not finite is not
     saved, nor is a step after which training was stopped for a non-finite
     loss: the last good checkpoint stays.
 
-    The SIGINT handler is installed when training begins and the previous one
+    The handlers are installed when training begins and the previous ones
     restored when it ends; call `restore_interrupt_handler()` in a `finally`
     too, because Keras skips `on_train_end` when `fit` raises.
     """
 
-    def __init__(self, manager, position, every_steps=None, steps_per_epoch=None):
+    def __init__(self, manager, position, every_steps=None, steps_per_epoch=None, handle_sigterm=True):
         super().__init__()
+        self.signals = (signal.SIGINT, signal.SIGTERM) if handle_sigterm else (signal.SIGINT,)
+        self.interrupted_by = None  # the signal that stopped training, a `signal.Signals`
         self.manager = manager
         self.position = position
         self.every_steps = every_steps
@@ -59,15 +65,16 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
         self.first_step = 0  # the step of its epoch that the current `fit` starts at
         self._epoch = 0
         self._steps_done = 0  # steps of the current epoch done, counting from its start
-        self._previous_handler = None
+        self._previous_handlers = {}
 
     def on_train_begin(self, logs=None):
         if threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGINT, self._handle_interrupt)
+            self._previous_handlers = {number: signal.signal(number, self._handle_interrupt) for number in self.signals}
 
     def _handle_interrupt(self, signum, frame):
         self.interrupted = True
-        logger.warning("Interrupted: stopping at the end of this step and saving a checkpoint.")
+        self.interrupted_by = signal.Signals(signum)
+        logger.warning("Interrupted (%s): stopping at the end of this step and saving a checkpoint.", self.interrupted_by.name)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -102,10 +109,10 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
         self.restore_interrupt_handler()
 
     def restore_interrupt_handler(self):
-        """Puts back the SIGINT handler that was there before training began."""
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
+        """Puts back the SIGINT (and SIGTERM) handlers that were there before training began."""
+        for number, handler in self._previous_handlers.items():
+            signal.signal(number, handler)
+        self._previous_handlers = {}
 
 
 class KeepBestValidation(keras.callbacks.Callback):

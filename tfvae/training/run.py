@@ -8,7 +8,8 @@ Training steps are compiled with XLA (`jit_compile`) and run
 epoch's steps and of `checkpoint_every`), the fastest path measured
 (BENCHMARKS.md).
 Checkpoints follow every epoch, every `checkpoint_every` steps and Ctrl-C
-(SIGINT, which stops training at the end of the current execution).
+or SIGTERM (which stop training at the end of the current execution; SIGTERM
+keeps its default under multi-worker training).
 `train(..., resume=True)` restores the latest one and continues from its
 exact step: each epoch's batches depend only on the seed and the epoch's
 number (`Splits.train_from`), so a run killed right after a checkpoint and
@@ -157,7 +158,8 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
             run_files.keep_history_rows(out_dir, start_epoch)  # drop a row of an interrupted epoch
     steps_per_epoch = splits.steps_per_epoch
     checkpointing = CheckpointAndInterrupt(manager, position, every_steps=config.checkpoint_every,
-                                           steps_per_epoch=steps_per_epoch)
+                                           steps_per_epoch=steps_per_epoch,
+                                           handle_sigterm=not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
 
     def chief_callbacks(append_history):
         return (keras.callbacks.CSVLogger(str(out_dir / run_files.HISTORY_FILE), append=append_history),
@@ -200,7 +202,8 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
     wall_time = time.perf_counter() - started
     if checkpointing.interrupted:
         epoch, step = position
-        return {"interrupted": True, "epochs_done": epoch, "step_in_epoch": step}
+        return {"interrupted": True, "epochs_done": epoch, "step_in_epoch": step,
+                "signal": checkpointing.interrupted_by.name if checkpointing.interrupted_by else "SIGINT"}
 
     epochs_done = config.epochs
     if keep_best:
