@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfvae import layers, priors
 from tests.helpers import assert_config_round_trip, serialized_round_trip
@@ -89,3 +90,104 @@ def test_prior_round_trips_with_every_argument(prior):
     restored = serialized_round_trip(prior)
     assert restored.get_config() == prior.get_config()
     np.testing.assert_allclose(restored.distribution().stddev(), prior.distribution().stddev())
+
+
+def _mlp_vae(prior, latent_dim=3, image_shape=(4, 4, 1)):
+    from tfvae import architectures
+    import tfvae
+    encoder = architectures.mlp_encoder(image_shape, latent_dim, hidden_units=(8,))
+    decoder = architectures.mlp_decoder(latent_dim, image_shape, hidden_units=(8,))
+    return tfvae.VAE(encoder, decoder, prior=prior, seed=0)
+
+
+def test_mixture_of_gaussians_log_density_is_the_closed_form():
+    from scipy import special, stats
+    prior = priors.MixtureOfGaussians(3, 4, seed=1)
+    prior.logits.assign([0.5, -1.0, 0.0, 2.0])
+    prior.raw_scale.assign(np.random.default_rng(0).normal(size=(4, 3)).astype("float32"))
+    z = np.random.default_rng(1).normal(size=(5, 3)).astype("float32")
+    weights = special.softmax(prior.logits.numpy())
+    means = prior.loc.numpy()
+    scales = np.log1p(np.exp(prior.raw_scale.numpy())) + 1e-3
+    per_component = np.stack([stats.norm(means[c], scales[c]).logpdf(z).sum(axis=1) for c in range(4)], axis=1)
+    expected = special.logsumexp(per_component + np.log(weights), axis=1)
+    np.testing.assert_allclose(prior.distribution().log_prob(z), expected, rtol=1e-5)
+    assert prior.distribution().event_shape == [3] and prior.distribution().batch_shape == []
+    assert len(np.unique(means.round(4), axis=0)) == 4  # the components start apart
+
+
+def test_vampprior_with_one_pseudo_input_is_the_posterior_at_that_input():
+    prior = priors.VampPrior(3, 1, (4, 4, 1), seed=2)
+    vae = _mlp_vae(prior)
+    image = (np.random.default_rng(3).random((1, 4, 4, 1)) < 0.5).astype("float32")
+    prior.initialize_from(image)
+    z = np.random.default_rng(4).normal(size=(6, 3)).astype("float32")
+    posterior = vae.encoder(image)
+    np.testing.assert_allclose(prior.distribution().log_prob(z), posterior.log_prob(z[:, np.newaxis]).numpy()[:, 0],
+                               rtol=1e-5)
+    # The encoder is the VAE's: its weights are not the prior's too.
+    assert [w.name for w in prior.weights] == ["pseudo_inputs"]
+    with pytest.raises(ValueError, match=r"`images` must have shape \(1, 4, 4, 1\); received \(2, 4, 4, 1\)"):
+        prior.initialize_from(np.zeros((2, 4, 4, 1)))
+    with pytest.raises(ValueError, match="needs its encoder"):
+        priors.VampPrior(3, 2, (4, 4, 1)).distribution()
+
+
+def test_pseudo_inputs_are_clipped_to_the_unit_interval():
+    prior = priors.VampPrior(2, 2, (2, 2, 1))
+    seen = []
+    prior.bind_encoder(lambda x: seen.append(x.numpy()) or priors.StandardNormal(2).distribution())
+    prior.pseudo_inputs.assign(np.array([-1.0, 0.5, 2.0, 0.2] * 2, "float32").reshape(2, 2, 2, 1))
+    with pytest.raises(ValueError):  # a fake encoder's N(0, I) has no batch of components: only its input matters
+        prior.distribution()
+    np.testing.assert_array_equal(seen[0].ravel(), np.array([0.0, 0.5, 1.0, 0.2] * 2, "float32"))
+
+
+def test_monte_carlo_kl_against_a_one_component_mixture_converges_to_the_analytic_kl():
+    from tfvae import bounds
+    mixture = priors.MixtureOfGaussians(3, 1, seed=5)
+    mixture.raw_scale.assign(np.full((1, 3), 0.3, "float32"))
+    gaussian = mixture.distribution().components_distribution[0]  # batch shape [], event shape [3]
+    posterior = layers.MeanConvertibleIndependent(
+        tfp.distributions.Normal(loc=[[0.5, -0.2, 1.0]], scale=[[0.7, 1.2, 0.4]]), 1)
+    samples = posterior.sample(20_000, seed=[6, 7])  # [n, 1, 3]
+    monte_carlo = bounds.kl_divergence(posterior, mixture.distribution(), "monte_carlo", samples).numpy()[:, 0]
+    analytic = bounds.kl_divergence(posterior, gaussian, "analytic").numpy()[0]
+    standard_error = monte_carlo.std() / np.sqrt(len(monte_carlo))
+    assert abs(monte_carlo.mean() - analytic) < 4 * standard_error
+
+
+@pytest.mark.parametrize("make_prior", [lambda: priors.MixtureOfGaussians(3, 4, seed=1),
+                                        lambda: priors.VampPrior(3, 5, (4, 4, 1), seed=1)],
+                         ids=["mixture_of_gaussians", "vampprior"])
+def test_vae_with_a_mixture_prior_trains_under_xla_saves_loads_and_exports(make_prior, tmp_path):
+    vae = _mlp_vae(make_prior())
+    assert vae.kl_method == "monte_carlo"
+    x = (np.random.default_rng(0).random((64, 4, 4, 1)) < 0.5).astype("float32")
+    vae.compile(optimizer=keras.optimizers.Adam(1e-2))  # XLA: the default on one device
+    assert vae.jit_compile is True
+    history = vae.fit(x, batch_size=16, epochs=4, verbose=0).history
+    assert np.all(np.isfinite(history["loss"])) and history["loss"][-1] < history["loss"][0]
+    vae.save(tmp_path / "vae.keras")
+    loaded = keras.saving.load_model(tmp_path / "vae.keras")
+    assert loaded.prior.get_config() == vae.prior.get_config()
+    np.testing.assert_allclose(loaded.elbo(x[:8], seed=3), vae.elbo(x[:8], seed=3), rtol=1e-5)
+    served = tf.saved_model.load(str(vae.export(tmp_path / "export" / "1", verbose=False)))
+    images = served.signatures["sample"](num_images=tf.constant(3), seed=tf.constant([1, 2]))["images"]
+    np.testing.assert_allclose(images, vae.sample(3, seed=(1, 2)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [(lambda: priors.MixtureOfGaussians(3, 0), r"`num_components` must be an int >= 1; received 0"),
+     (lambda: priors.VampPrior(3, 2.5, (4, 4, 1)), r"`num_pseudo_inputs` must be an int >= 1; received 2.5"),
+     (lambda: priors.VampPrior(3, 2, (4, 0, 1)), r"`input_shape` must be a positive int")],
+)
+def test_mixture_priors_refuse_bad_sizes_by_name(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_mixture_prior_configs_round_trip():
+    for prior in (priors.MixtureOfGaussians(3, 4, scale_floor=0.01, seed=2), priors.VampPrior(3, 5, (4, 4, 1), seed=1)):
+        assert_config_round_trip(prior)

@@ -215,3 +215,31 @@ def test_early_stopping_keeps_the_best_epoch_and_kl_warmup_reaches_beta(tmp_path
     if len(validation) > 2:
         np.testing.assert_allclose(loss[2:], reconstruction[2:] + kl[2:], rtol=1e-5)
     assert tfvae.models.VAE.from_config(training.load_run(tmp_path)[0].get_config()).kl_warmup_steps == 2 * 4
+
+
+def test_build_vae_makes_the_configured_prior():
+    from tfvae import priors
+    for name, expected_type, size_attribute, size in [
+        ("standard_normal", priors.StandardNormal, None, None),
+        ("mixture_of_gaussians", priors.MixtureOfGaussians, "num_components", 10),
+        ("vampprior", priors.VampPrior, "num_pseudo_inputs", 500),
+    ]:
+        vae = training.build_vae(TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, prior=name), (28, 28, 1))
+        assert type(vae.prior) is expected_type
+        if size_attribute:
+            assert getattr(vae.prior, size_attribute) == size
+    with pytest.raises(ValueError, match=r"`prior_components` applies to \['mixture_of_gaussians', 'vampprior'\], not prior='standard_normal'"):
+        TrainingConfig(prior_components=3)
+    with pytest.raises(ValueError, match=r"Unknown `prior` 'flow'"):
+        TrainingConfig(prior="flow")
+
+
+def test_vampprior_run_starts_its_pseudo_inputs_at_the_first_training_images(tmp_path, tfds_data_dir):
+    config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=1, batch_size=50, max_examples=100,
+                            prior="vampprior", prior_components=7, pseudo_inputs="data", learning_rate=1e-9)
+    summary = training.train(config, tmp_path, data_dir=tfds_data_dir, verbose=0)
+    vae, _ = training.load_run(tmp_path)
+    first = training.first_training_images(training.load_data(config, tfds_data_dir), 7)
+    # A learning rate of 1e-9 leaves them where they started (Adam's first steps move by about 1e-9).
+    np.testing.assert_allclose(vae.prior.pseudo_inputs.numpy(), first, atol=1e-6)
+    assert np.isfinite(summary["elbo"]) and vae.kl_method == "monte_carlo"

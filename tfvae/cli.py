@@ -13,7 +13,7 @@ import logging
 import sys
 
 import tfvae
-from tfvae import architectures, data, training
+from tfvae import architectures, data, priors, training
 from tfvae import export as export_lib
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143  # 128 + SIGINT, SIGTERM
@@ -67,6 +67,12 @@ def build_parser():
     train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
     train.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (1 = ELBO)")
+    train.add_argument("--prior", default="standard_normal", choices=sorted(priors.PRIORS),
+                       help="p(z): N(0, I), a learned diagonal Gaussian, a mixture of Gaussians, or the VampPrior")
+    train.add_argument("--prior-components", type=_positive_int, default=None, metavar="K",
+                       help="Gaussians of mixture_of_gaussians (default 10) or pseudo-inputs of vampprior (default 500)")
+    train.add_argument("--pseudo-inputs", default="random", choices=["random", "data"],
+                       help="start the VampPrior's pseudo-inputs at N(0.05, 0.01^2) pixels or at the first training images")
     train.add_argument("--kl-warmup-epochs", type=_non_negative_int, default=0, metavar="EPOCHS",
                        help="raise the KL weight linearly from 0 to --beta over EPOCHS epochs (default: 0, none)")
     train.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE", dest="early_stopping_patience",
@@ -152,6 +158,9 @@ def _train(args):
         checkpoint_every=args.checkpoint_every,
         jit_compile=args.jit_compile,
         steps_per_execution=args.steps_per_execution,
+        prior=args.prior,
+        prior_components=args.prior_components,
+        pseudo_inputs=args.pseudo_inputs,
         kl_warmup_epochs=args.kl_warmup_epochs,
         early_stopping_patience=args.early_stopping_patience,
     )

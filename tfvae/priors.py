@@ -1,7 +1,9 @@
 """Priors p(z) over the latent space, as Keras layers that own their variables.
 
 A prior is a layer so that its variables are tracked, trained and saved with
-the model that holds it. `prior.distribution()` (or `prior()`) returns a
+the model that holds it: `StandardNormal`, `DiagonalNormal`,
+`MixtureOfGaussians` and `VampPrior` (whose components are the VAE encoder's
+posteriors at learned pseudo-inputs). `prior.distribution()` (or `prior()`) returns a
 distribution with batch shape `[]` and event shape `[latent_dim]`; it
 broadcasts against a posterior of batch shape `[batch]` in `tfd.kl_divergence`.
 
@@ -96,11 +98,122 @@ class DiagonalNormal(Prior):
         return {**super().get_config(), "scale_floor": self.scale_floor}
 
 
-PRIORS = {"standard_normal": StandardNormal, "diagonal_normal": DiagonalNormal}
+def _check_count(value, argument):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{argument}` must be an int >= 1; received {value!r}.")
+    return value
 
 
-def get_prior(name, latent_dim):
-    """Returns the prior registered under `name`, e.g. `"standard_normal"`."""
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class MixtureOfGaussians(Prior):
+    """A trainable mixture of diagonal Gaussians.
+
+        p(z) = sum_c pi_c N(z; mu_c, diag(sigma_c^2)),   pi = softmax(logits)
+
+    with `num_components` components, each scale `softplus(raw) + scale_floor`.
+    Starts with equal weights, unit scales and means drawn from N(0, I) (the
+    layer's seed), so that the components differ from the first step. TFP has
+    no closed-form KL against a mixture: a VAE with this prior uses the Monte
+    Carlo KL (`kl="auto"`).
+
+    Args:
+      latent_dim: int, the dimension of z.
+      num_components: int >= 1.
+      scale_floor: float > 0 added to every scale.
+      seed: int or None, for the initial means.
+    """
+
+    def __init__(self, latent_dim, num_components, scale_floor=1e-3, seed=None, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.num_components = _check_count(num_components, "num_components")
+        self.scale_floor = check_scale_floor(scale_floor)
+        self.seed = seed
+        shape = (self.num_components, self.latent_dim)
+        self.logits = self.add_weight(shape=(self.num_components,), initializer="zeros", name="logits")
+        self.loc = self.add_weight(shape=shape, initializer=keras.initializers.RandomNormal(seed=seed), name="loc")
+        self.raw_scale = self.add_weight(shape=shape, initializer=initial_scale_initializer(self.scale_floor), name="raw_scale")
+
+    def distribution(self):
+        dtype = self.compute_dtype
+        scale = scale_bijector(self.scale_floor, dtype).forward(tf.cast(self.raw_scale, dtype))
+        components = tfd.Independent(tfd.Normal(loc=tf.cast(self.loc, dtype), scale=scale), reinterpreted_batch_ndims=1)
+        return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.cast(self.logits, dtype)), components)
+
+    def get_config(self):
+        return {**super().get_config(), "num_components": self.num_components, "scale_floor": self.scale_floor,
+                "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class VampPrior(Prior):
+    """The VampPrior: the mixture of the encoder's posteriors at learned pseudo-inputs.
+
+        p(z) = 1/K sum_k q(z | u_k),   u_k = clip(v_k, 0, 1)
+
+    (Tomczak & Welling, 2018), K = `num_pseudo_inputs` trainable images v_k
+    of shape `input_shape`, clipped to [0, 1] as the paper's hard-tanh does,
+    and started at N(0.05, 0.01^2) per pixel, the paper's start for MNIST
+    (`initialize_from(images)` starts them at data instead). The encoder is
+    the VAE's own: `tfvae.VAE` binds it (`bind_encoder`), and it stays the
+    VAE's, saved once with it. TFP has no closed-form KL against a mixture:
+    the VAE uses the Monte Carlo KL (`kl="auto"`). Each training step runs
+    the encoder on the K pseudo-inputs too.
+
+    Args:
+      latent_dim: int, the dimension of z.
+      num_pseudo_inputs: int >= 1 (the paper: 500).
+      input_shape: the shape of one image, e.g. (28, 28, 1).
+      seed: int or None, for the initial pseudo-inputs.
+    """
+
+    def __init__(self, latent_dim, num_pseudo_inputs, input_shape, seed=None, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.num_pseudo_inputs = _check_count(num_pseudo_inputs, "num_pseudo_inputs")
+        self.input_shape_per_example = as_event_shape(input_shape, "input_shape")
+        self.seed = seed
+        self.pseudo_inputs = self.add_weight(
+            shape=(self.num_pseudo_inputs, *self.input_shape_per_example),
+            initializer=keras.initializers.RandomNormal(mean=0.05, stddev=0.01, seed=seed), name="pseudo_inputs",
+        )
+        self._encoder = None
+
+    def bind_encoder(self, encoder):
+        """Uses `encoder` (x -> q(z|x)) for the mixture's components; not tracked here (the VAE owns it)."""
+        object.__setattr__(self, "_encoder", encoder)  # past Keras' tracking: no second copy of its weights
+
+    def initialize_from(self, images):
+        """Starts the pseudo-inputs at `images: [num_pseudo_inputs, *input_shape]` (e.g. random training images)."""
+        images = tf.convert_to_tensor(images, self.pseudo_inputs.dtype)
+        if tuple(images.shape) != tuple(self.pseudo_inputs.shape):
+            raise ValueError(f"`images` must have shape {tuple(self.pseudo_inputs.shape)}; received {tuple(images.shape)}.")
+        self.pseudo_inputs.assign(images)
+
+    def distribution(self):
+        if self._encoder is None:
+            raise ValueError("A VampPrior needs its encoder: build the VAE with it, or call bind_encoder(encoder).")
+        pseudo_inputs = tf.clip_by_value(self.pseudo_inputs, 0.0, 1.0)
+        components = self._encoder(pseudo_inputs)  # batch shape [K], event shape [latent_dim]
+        dtype = components.dtype
+        return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.zeros([self.num_pseudo_inputs], dtype)), components)
+
+    def get_config(self):
+        return {**super().get_config(), "num_pseudo_inputs": self.num_pseudo_inputs,
+                "input_shape": list(self.input_shape_per_example), "seed": self.seed}
+
+
+PRIORS = {
+    "standard_normal": StandardNormal,
+    "diagonal_normal": DiagonalNormal,
+    "mixture_of_gaussians": MixtureOfGaussians,
+    "vampprior": VampPrior,
+}
+
+
+def get_prior(name, latent_dim, **kwargs):
+    """Returns the prior registered under `name`, e.g. `"standard_normal"`, built with `kwargs`.
+
+    `get_prior("vampprior", 40, num_pseudo_inputs=500, input_shape=(28, 28, 1))`.
+    """
     if name not in PRIORS:
         raise ValueError(f"Unknown prior {name!r}; known priors: {sorted(PRIORS)}.")
-    return PRIORS[name](latent_dim)
+    return PRIORS[name](latent_dim, **kwargs)

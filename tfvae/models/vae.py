@@ -168,6 +168,8 @@ class VAE(keras.Model):
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
+        if hasattr(prior, "bind_encoder"):  # a prior made from the encoder (VampPrior)
+            prior.bind_encoder(encoder)
         self.latent_dim = prior.latent_dim
         self.beta = float(beta)
         self.kl_warmup_steps = kl_warmup_steps

@@ -13,7 +13,7 @@ from tfvae.training.callbacks import KeepBestValidation
 from tfvae.training.config import TrainingConfig, load_data
 from tfvae.training.evaluate import evaluate, log_likelihoods
 from tfvae.training.figures import reconstruct_images, sample_images, write_figures
-from tfvae.training.run import build_vae, train
+from tfvae.training.run import build_vae, first_training_images, train
 from tfvae.training.run_dir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -31,7 +31,7 @@ from tfvae.training.strategies import STRATEGIES, WorkerLostError, images_for_fi
 
 __all__ = [
     "CHECKPOINT_DIR", "CONFIG_FILE", "FIGURES", "HISTORY_FILE", "METRICS_FILE", "MODEL_FILE", "STRATEGIES",
-    "KeepBestValidation", "NonFiniteLossError", "TrainingConfig", "WorkerLostError", "build_vae", "evaluate", "export_run",
+    "KeepBestValidation", "NonFiniteLossError", "TrainingConfig", "WorkerLostError", "build_vae", "evaluate", "export_run", "first_training_images",
     "images_for_fit", "load_data", "load_run", "log_likelihoods", "make_strategy", "prepare_run_directory",
     "read_config", "read_history", "reconstruct_images", "sample_images", "train", "write_figures",
 ]

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 import tensorflow as tf
 
-from tfvae import architectures, bounds, data
+from tfvae import architectures, bounds, data, priors
 
 
 def check_choice(name, value, choices):
@@ -32,6 +32,10 @@ def _is_default(strategy):
     """True for None or the default (one-device) strategy; call outside any strategy's scope."""
     return strategy is None or strategy is tf.distribute.get_strategy()
 
+
+# The number of components of a mixture prior when the config does not say: 500 pseudo-inputs as in the
+# VampPrior paper (Tomczak & Welling, 2018); 10 Gaussians, one per MNIST class.
+PRIOR_COMPONENTS = {"mixture_of_gaussians": 10, "vampprior": 500}
 
 # Fields renamed since the config was first saved, old name -> new name.
 _RENAMED_FIELDS = {"num_samples": "k"}
@@ -66,6 +70,9 @@ class TrainingConfig:
     checkpoint_every: Optional[int] = None  # steps; checkpoints also follow each epoch
     jit_compile: Optional[bool] = None  # XLA for train steps; None: `jit_compile_for`
     steps_per_execution: Optional[int] = None  # None: `default_steps_per_execution`
+    prior: Literal["standard_normal", "diagonal_normal", "mixture_of_gaussians", "vampprior"] = "standard_normal"
+    prior_components: Optional[int] = None  # mixture components or pseudo-inputs; None: `prior_components_for`
+    pseudo_inputs: Literal["random", "data"] = "random"  # where a VampPrior's pseudo-inputs start
     kl_warmup_epochs: int = 0  # the KL weight rises linearly to beta over these epochs (VAE kl_warmup_steps)
     early_stopping_patience: Optional[int] = None  # epochs without a better validation ELBO before stopping
 
@@ -74,6 +81,10 @@ class TrainingConfig:
         check_choice("arch", self.arch, architectures.ARCHITECTURES)
         check_choice("likelihood", self.likelihood, architectures.LIKELIHOODS)
         check_choice("binarize", self.binarize, data.BINARIZE_CHOICES)
+        check_choice("prior", self.prior, priors.PRIORS)
+        check_choice("pseudo_inputs", self.pseudo_inputs, ("random", "data"))
+        if self.prior_components is not None and self.prior not in PRIOR_COMPONENTS:
+            raise ValueError(f"`prior_components` applies to {sorted(PRIOR_COMPONENTS)}, not prior={self.prior!r}.")
         grey = data.DATASETS[self.dataset].max_pixel_value > 1 and self.binarize is None
         if self.likelihood == "bernoulli" and grey:
             raise ValueError(
@@ -91,7 +102,7 @@ class TrainingConfig:
             raise ValueError(f"`kl_warmup_epochs` must be an int >= 0; received {self.kl_warmup_epochs!r}.")
         if self.objective == "iwae" and self.kl_warmup_epochs:
             raise ValueError(f"`kl_warmup_epochs` must be 0 with objective='iwae'; received {self.kl_warmup_epochs!r}.")
-        for name in ("max_examples", "checkpoint_every", "steps_per_execution", "early_stopping_patience"):
+        for name in ("max_examples", "checkpoint_every", "steps_per_execution", "early_stopping_patience", "prior_components"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
         for name in ("learning_rate", "beta"):
@@ -107,6 +118,10 @@ class TrainingConfig:
                 f"`checkpoint_every` ({self.checkpoint_every}) must be a multiple of `steps_per_execution` "
                 f"({self.steps_per_execution}): Keras runs callbacks only between executions."
             )
+
+    def prior_components_for(self):
+        """`prior_components` when set, else the prior's default (`PRIOR_COMPONENTS`); None for one-piece priors."""
+        return self.prior_components or PRIOR_COMPONENTS.get(self.prior)
 
     def jit_compile_for(self):
         """`jit_compile` when set, else `VAE.compile`'s "auto": XLA on one device (it pays

@@ -25,9 +25,10 @@ import tempfile
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from tfvae import architectures
+from tfvae import architectures, priors
 from tfvae.models import VAE, NonFiniteLossError
 from tfvae.training import run_dir as run_files
 from tfvae.training.callbacks import CheckpointAndInterrupt, KeepBestValidation, TrainingPosition
@@ -49,10 +50,27 @@ def build_vae(config, image_shape, steps_per_epoch=None):
     encoder, decoder = architectures.encoder_and_decoder(
         config.arch, image_shape, config.latent_dim, likelihood=config.likelihood
     )
+    prior_arguments = {}
+    if config.prior == "mixture_of_gaussians":
+        prior_arguments = {"num_components": config.prior_components_for(), "seed": config.seed}
+    elif config.prior == "vampprior":
+        prior_arguments = {"num_pseudo_inputs": config.prior_components_for(), "input_shape": image_shape,
+                           "seed": config.seed}
+    prior = priors.get_prior(config.prior, config.latent_dim, **prior_arguments)
     # The run keeps its last good checkpoint, so the weights after a non-finite
     # step need not be kept in memory: cheaper steps (BENCHMARKS.md).
-    return VAE(encoder, decoder, beta=config.beta, seed=config.seed, objective=config.objective, k=config.k,
+    return VAE(encoder, decoder, prior=prior, beta=config.beta, seed=config.seed, objective=config.objective, k=config.k,
                keep_finite_weights=False, kl_warmup_steps=config.kl_warmup_epochs * (steps_per_epoch or 0))
+
+
+def first_training_images(splits, count):
+    """The first `count` images of the training split's first epoch, `[count, *image_shape]`."""
+    images = []
+    for element in splits.epoch_batches(0):
+        images.append((element[0] if splits.has_labels else element).numpy())
+        if sum(len(batch) for batch in images) >= count:
+            return np.concatenate(images)[:count]
+    raise ValueError(f"The training split has {sum(len(batch) for batch in images)} images; {count} pseudo-inputs need as many.")
 
 
 def train(config, out_dir, data_dir=None, resume=False, overwrite=False, verbose=1, callbacks=(), strategy=None):
@@ -131,6 +149,8 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
     jit_compile, steps_per_execution = config.jit_compile_for(), config.steps_per_execution_for(splits.steps_per_epoch, strategy)
     with strategy.scope():
         vae = build_vae(config, splits.image_shape, splits.steps_per_epoch)
+        if config.prior == "vampprior" and config.pseudo_inputs == "data":  # a resumed run restores them below
+            vae.prior.initialize_from(first_training_images(splits, vae.prior.num_pseudo_inputs))
         vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=jit_compile,
                     steps_per_execution=steps_per_execution)
         vae.optimizer.build(vae.trainable_variables)
