@@ -227,3 +227,25 @@ def test_layers_with_large_floors_round_trip_through_config():
         layer = make_layer(2.0)
         assert_config_round_trip(layer)
         assert serialized_round_trip(layer).get_config() == layer.get_config()
+
+
+def test_multivariate_normal_tril_is_tfps_fill_scale_tril_and_differentiates_under_xla():
+    params = tf.random.stateless_normal([4, 3 + 6], seed=[1, 2])
+    ours = layers.MultivariateNormalTriL(3, scale_floor=0.01)(params)
+    bijector = tfp.bijectors.FillScaleTriL(diag_bijector=layers.scale_bijector(0.01), diag_shift=None)
+    np.testing.assert_allclose(ours.scale.to_dense(), bijector(params[:, 3:]), rtol=1e-6)
+
+    layer = layers.MultivariateNormalTriL(3)
+    z = tf.random.stateless_normal([4, 3], seed=[3, 4])
+
+    @tf.function(jit_compile=True)
+    def gradient(params):
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            log_prob = tf.reduce_sum(layer(params).log_prob(z))
+        return tape.gradient(log_prob, params)
+
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        eager_log_prob = tf.reduce_sum(layer(params).log_prob(z))
+    np.testing.assert_allclose(gradient(params), tape.gradient(eager_log_prob, params), rtol=1e-4, atol=1e-5)

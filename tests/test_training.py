@@ -243,3 +243,15 @@ def test_vampprior_run_starts_its_pseudo_inputs_at_the_first_training_images(tmp
     # A learning rate of 1e-9 leaves them where they started (Adam's first steps move by about 1e-9).
     np.testing.assert_allclose(vae.prior.pseudo_inputs.numpy(), first, atol=1e-6)
     assert np.isfinite(summary["elbo"]) and vae.kl_method == "monte_carlo"
+
+
+def test_full_covariance_posterior_from_the_config_trains(tmp_path, tfds_data_dir):
+    config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=3, epochs=1, batch_size=50, max_examples=100,
+                            posterior="multivariate_normal_tril")
+    summary = training.train(config, tmp_path, data_dir=tfds_data_dir, verbose=0)
+    vae, _ = training.load_run(tmp_path)
+    posterior = vae.encode(np.zeros((2, 28, 28, 1), "float32"))
+    assert type(posterior).__name__ == "MeanConvertibleMultivariateNormalTriL" and posterior.event_shape == [3]
+    assert np.isfinite(summary["elbo"]) and vae.kl_method == "monte_carlo"  # TFP has no closed form against Independent(Normal)
+    with pytest.raises(ValueError, match=r"Unknown `posterior` 'flow'"):
+        TrainingConfig(posterior="flow")

@@ -206,7 +206,8 @@ ARCHITECTURES = {
 }
 
 
-def encoder_and_decoder(arch, image_shape, latent_dim, likelihood="bernoulli"):
+def encoder_and_decoder(arch, image_shape, latent_dim, likelihood="bernoulli", posterior="independent_normal"):
     """Returns `(encoder, decoder)` of architecture `arch` (a key of `ARCHITECTURES`) with default sizes."""
     make_encoder, make_decoder = _choose(ARCHITECTURES, arch, "arch")
-    return make_encoder(image_shape, latent_dim), make_decoder(latent_dim, image_shape, likelihood=likelihood)
+    return (make_encoder(image_shape, latent_dim, posterior=posterior),
+            make_decoder(latent_dim, image_shape, likelihood=likelihood))

@@ -67,6 +67,8 @@ def build_parser():
     train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
     train.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (1 = ELBO)")
+    train.add_argument("--posterior", default="independent_normal", choices=sorted(architectures.POSTERIORS),
+                       help="q(z|x): a diagonal Gaussian, or a full-covariance one (mean and Cholesky factor)")
     train.add_argument("--prior", default="standard_normal", choices=sorted(priors.PRIORS),
                        help="p(z): N(0, I), a learned diagonal Gaussian, a mixture of Gaussians, or the VampPrior")
     train.add_argument("--prior-components", type=_positive_int, default=None, metavar="K",
@@ -158,6 +160,7 @@ def _train(args):
         checkpoint_every=args.checkpoint_every,
         jit_compile=args.jit_compile,
         steps_per_execution=args.steps_per_execution,
+        posterior=args.posterior,
         prior=args.prior,
         prior_components=args.prior_components,
         pseudo_inputs=args.pseudo_inputs,

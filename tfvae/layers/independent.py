@@ -11,9 +11,11 @@ without Keras) and a thin layer around it:
 Scales go through `scale_bijector(scale_floor)`: softplus plus a floor.
 """
 
+import functools
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -31,7 +33,6 @@ from tfvae.layers.distribution import (
 )
 
 tfd = tfp.distributions
-tfb = tfp.bijectors
 
 
 def independent_normal(params, event_shape, scale_floor=1e-3):
@@ -60,10 +61,31 @@ def multivariate_normal_tril(params, event_size, scale_floor=1e-3):
     """
     params = reshape_params(params, [MultivariateNormalTriL.params_size(event_size)])
     loc, raw_tril = params[..., :event_size], params[..., event_size:]
-    scale_tril = tfb.FillScaleTriL(
-        diag_bijector=scale_bijector(scale_floor, raw_tril.dtype), diag_shift=None
-    )(raw_tril)
+    # What tfb.FillScaleTriL(diag_bijector=scale_bijector(...), diag_shift=None)
+    # computes, with gathers at constant indices: the bijector's gradient (and
+    # that of tf.linalg.set_diag) builds tensors of dynamic shape, which XLA
+    # refuses ("Reading input as constant from a dynamic tensor"), so a model
+    # with this posterior could not train under XLA.
+    positions, diagonal_positions = _triangular_positions(event_size)
+    padded = tf.concat([tf.zeros_like(raw_tril[..., :1]), raw_tril], axis=-1)  # position 0: the zero above the diagonal
+    tril = tf.gather(padded, positions, axis=-1)  # [..., n, n], TFP's fill_triangular order
+    diagonal = scale_bijector(scale_floor, raw_tril.dtype).forward(tf.gather(raw_tril, diagonal_positions, axis=-1))
+    off_diagonal = 1.0 - tf.eye(event_size, dtype=raw_tril.dtype)
+    scale_tril = tril * off_diagonal + tf.linalg.diag(diagonal)
     return MeanConvertibleMultivariateNormalTriL(loc=loc, scale_tril=scale_tril)
+
+
+@functools.lru_cache(maxsize=None)
+def _triangular_positions(n):
+    """Where `tfp.math.fill_triangular` puts each of n (n + 1) / 2 values: NumPy `(positions, diagonal_positions)`.
+
+    `positions[i, j]` is 1 + the index of the value at row i, column j of the
+    lower triangle, and 0 above the diagonal; `diagonal_positions[i]` is the
+    index of the value on the diagonal at row i.
+    """
+    with tf.init_scope():  # eager, even while a layer is traced
+        positions = tfp.math.fill_triangular(tf.range(1, n * (n + 1) // 2 + 1)).numpy()
+    return positions, np.diagonal(positions) - 1
 
 
 def independent_bernoulli(params, event_shape):

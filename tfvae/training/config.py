@@ -59,6 +59,7 @@ class TrainingConfig:
     arch: Literal["mlp", "gated_mlp", "conv"] = "mlp"
     latent_dim: int = 16
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    posterior: Literal["independent_normal", "multivariate_normal_tril"] = "independent_normal"
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -80,6 +81,7 @@ class TrainingConfig:
         check_choice("dataset", self.dataset, data.DATASETS)
         check_choice("arch", self.arch, architectures.ARCHITECTURES)
         check_choice("likelihood", self.likelihood, architectures.LIKELIHOODS)
+        check_choice("posterior", self.posterior, architectures.POSTERIORS)
         check_choice("binarize", self.binarize, data.BINARIZE_CHOICES)
         check_choice("prior", self.prior, priors.PRIORS)
         check_choice("pseudo_inputs", self.pseudo_inputs, ("random", "data"))

@@ -48,7 +48,7 @@ def build_vae(config, image_shape, steps_per_epoch=None):
     if config.kl_warmup_epochs and steps_per_epoch is None:
         raise ValueError("`steps_per_epoch` is needed to warm the KL term up over `kl_warmup_epochs` epochs.")
     encoder, decoder = architectures.encoder_and_decoder(
-        config.arch, image_shape, config.latent_dim, likelihood=config.likelihood
+        config.arch, image_shape, config.latent_dim, likelihood=config.likelihood, posterior=config.posterior
     )
     prior_arguments = {}
     if config.prior == "mixture_of_gaussians":
