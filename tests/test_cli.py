@@ -22,8 +22,8 @@ from tests.mock_data import data_dir_args
 
 TINY = ["--max-examples", "200", "--batch-size", "50", "--latent-dim", "2", "--verbose", "0"]
 # What `tfvae train --dataset binarized_mnist --epochs 2 *TINY` runs.
-TINY_CONFIG = training.TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=2, batch_size=50,
-                                      max_examples=200)
+TINY_CONFIG = training.TrainingConfig(**{**training.COMMAND_DEFAULTS, "dataset": "binarized_mnist", "binarize": None,
+                                         "latent_dim": 2, "epochs": 2, "batch_size": 50, "max_examples": 200})
 LEVEL = 1 / 255  # one 8-bit PNG level
 TILE = 28  # pixels of an MNIST image; grids put 1 px of white between tiles
 
@@ -74,7 +74,8 @@ def test_history_has_a_row_per_epoch_ending_on_the_saved_models_validation_kl(tr
     assert [row["epoch"] for row in history] == [0, 1]
     for row in history:
         for prefix in ("", "val_"):
-            assert row[f"{prefix}loss"] == pytest.approx(-row[f"{prefix}elbo"], rel=1e-6)  # beta = 1
+            # The command's default objective is L_5, which is at least the mean ELBO of its 5 samples.
+            assert row[f"{prefix}loss"] <= -row[f"{prefix}elbo"] + 1e-3
             assert row[f"{prefix}elbo"] == pytest.approx(-row[f"{prefix}reconstruction"] - row[f"{prefix}kl"], rel=1e-5)
     # The KL term is analytic: the validation pass after the last epoch saw the saved weights.
     validation = training.evaluate(trained_run, split="validation", max_examples=200, data_dir=tfds_data_dir, verbose=0)

@@ -21,6 +21,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 
 DATASET_CHOICES = sorted(data.DATASETS)
 ARCH_CHOICES = sorted(architectures.ARCHITECTURES)
 LIKELIHOOD_CHOICES = sorted(architectures.LIKELIHOODS)
+DEFAULTS = training.COMMAND_DEFAULTS  # the short-budget benchmark's best (BENCHMARKS.md)
 SPLIT_CHOICES = data.SPLIT_NAMES
 
 
@@ -60,12 +61,12 @@ def build_parser():
 
     train = commands.add_parser("train", help="train a VAE and write model, history, logs and figures")
     train.add_argument("--dataset", default="mnist", choices=DATASET_CHOICES)
-    train.add_argument("--arch", default="mlp", choices=ARCH_CHOICES, help="encoder/decoder architecture")
-    train.add_argument("--latent-dim", type=_positive_int, default=16)
+    train.add_argument("--arch", default=DEFAULTS["arch"], choices=ARCH_CHOICES, help="encoder/decoder architecture")
+    train.add_argument("--latent-dim", type=_positive_int, default=DEFAULTS["latent_dim"])
     train.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOOD_CHOICES)
     train.add_argument("--epochs", type=_positive_int, default=None, help="default: 10, or the resumed run's")
-    train.add_argument("--batch-size", type=_positive_int, default=128)
-    train.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"])
+    train.add_argument("--learning-rate", type=_positive_float, default=DEFAULTS["learning_rate"])
     train.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (1 = ELBO)")
     train.add_argument("--posterior", default="independent_normal", choices=sorted(architectures.POSTERIORS),
                        help="q(z|x): a diagonal Gaussian, or a full-covariance one (mean and Cholesky factor)")
@@ -79,8 +80,9 @@ def build_parser():
                        help="raise the KL weight linearly from 0 to --beta over EPOCHS epochs (default: 0, none)")
     train.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE", dest="early_stopping_patience",
                        help="stop after PATIENCE epochs without a better validation ELBO and keep the best epoch's model")
-    train.add_argument("--objective", default="elbo", choices=["elbo", "iwae"], help="iwae: the bound L_k of Burda et al.")
-    train.add_argument("-k", type=_positive_int, default=1, dest="k",
+    train.add_argument("--objective", default=DEFAULTS["objective"], choices=["elbo", "iwae"],
+                       help="iwae: the bound L_k of Burda et al.; elbo for --beta and --kl-warmup-epochs")
+    train.add_argument("-k", type=_positive_int, default=DEFAULTS["k"], dest="k",
                        help="latent samples per example and step: the k of the IWAE bound L_k (with elbo, averaged)")
     train.add_argument("--binarize", default="auto", choices=["auto", "dynamic", "none"],
                        help="binarize grey images afresh each epoch; auto: dynamic, except none for binarized_mnist")

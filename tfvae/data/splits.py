@@ -61,7 +61,7 @@ def _scale(images, max_pixel_value):
 
 
 class _EpochCounter:
-    """The number of training epochs finished, kept where a tf.data pipeline can read and advance it.
+    """The number of training epochs started, kept where a tf.data pipeline can read and advance it.
 
     A lookup table rather than a `tf.Variable`: a variable made under a
     `tf.distribute` strategy's scope would be mirrored onto the accelerators,
@@ -147,20 +147,15 @@ class TrainingSplit:
     def successive_epochs(self):
         """Epoch 0 on the first iteration, epoch 1 on the second, ...
 
-        The epoch to run is the number of epochs finished, and an epoch counts
-        as finished when an iterator reads past its last batch. So an iterator
-        that looks at the first batch only (`VAE.fit`'s input check, Keras'
-        peek under a strategy) changes nothing, and an epoch cut short is run
-        again from its start.
+        Each new iterator takes the next epoch number when it starts (a
+        one-element map that runs once per iterator), so the epoch does not
+        depend on how far an iterator is read, nor on when Keras' prefetching
+        reads past an epoch's end: a peek at the first batch counts as an epoch.
         """
         self._examples  # read now, not while tf.data traces the function below
         counter = _EpochCounter()
-        batches = tf.data.Dataset.range(1).map(lambda _: counter.value()).flat_map(self.epoch)
-        # Reached only when the consumer asks for a batch after the last one.
-        finished = tf.data.Dataset.range(1).map(lambda _: counter.advance()).filter(lambda _: False)
-        finished = finished.map(lambda _: tf.nest.map_structure(
-            lambda spec: tf.zeros([0, *spec.shape[1:]], spec.dtype), batches.element_spec))
-        return batches.prefetch(tf.data.AUTOTUNE).concatenate(finished).apply(
+        epoch_of_new_iterator = tf.data.Dataset.range(1).map(lambda _: counter.advance() - 1)
+        return epoch_of_new_iterator.flat_map(self.epoch).prefetch(tf.data.AUTOTUNE).apply(
             tf.data.experimental.assert_cardinality(self.num_batches))
 
 

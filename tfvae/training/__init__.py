@@ -10,7 +10,7 @@ files of a run), `figures`, `run` (`train`) and `evaluate`.
 
 from tfvae.models import NonFiniteLossError
 from tfvae.training.callbacks import KeepBestValidation
-from tfvae.training.config import TrainingConfig, load_data
+from tfvae.training.config import COMMAND_DEFAULTS, TrainingConfig, load_data
 from tfvae.training.evaluate import evaluate, log_likelihoods
 from tfvae.training.figures import reconstruct_images, sample_images, write_figures
 from tfvae.training.run import build_vae, first_training_images, train
@@ -30,7 +30,7 @@ from tfvae.training.run_dir import (
 from tfvae.training.strategies import STRATEGIES, WorkerLostError, images_for_fit, make_strategy
 
 __all__ = [
-    "CHECKPOINT_DIR", "CONFIG_FILE", "FIGURES", "HISTORY_FILE", "METRICS_FILE", "MODEL_FILE", "STRATEGIES",
+    "CHECKPOINT_DIR", "COMMAND_DEFAULTS", "CONFIG_FILE", "FIGURES", "HISTORY_FILE", "METRICS_FILE", "MODEL_FILE", "STRATEGIES",
     "KeepBestValidation", "NonFiniteLossError", "TrainingConfig", "WorkerLostError", "build_vae", "evaluate", "export_run", "first_training_images",
     "images_for_fit", "load_data", "load_run", "log_likelihoods", "make_strategy", "prepare_run_directory",
     "read_config", "read_history", "reconstruct_images", "sample_images", "train", "write_figures",
