@@ -255,3 +255,17 @@ def test_full_covariance_posterior_from_the_config_trains(tmp_path, tfds_data_di
     assert np.isfinite(summary["elbo"]) and vae.kl_method == "monte_carlo"  # TFP has no closed form against Independent(Normal)
     with pytest.raises(ValueError, match=r"Unknown `posterior` 'flow'"):
         TrainingConfig(posterior="flow")
+
+
+def test_cosine_schedule_decays_to_zero_over_the_run_and_is_saved_with_the_model(tmp_path, tfds_data_dir):
+    config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=2, batch_size=50, max_examples=200,
+                            learning_rate=0.01, learning_rate_schedule="cosine")
+    schedule = config.learning_rate_for(steps_per_epoch=4)
+    np.testing.assert_allclose([float(schedule(step)) for step in (0, 4, 8)], [0.01, 0.005, 0.0], atol=1e-9)
+    assert TrainingConfig().learning_rate_for(4) == 1e-3
+    with pytest.raises(ValueError, match=r"Unknown `learning_rate_schedule` 'step'"):
+        TrainingConfig(learning_rate_schedule="step")
+    training.train(config, tmp_path, data_dir=tfds_data_dir, verbose=0)
+    vae, saved = training.load_run(tmp_path)
+    assert saved == config and int(vae.optimizer.iterations) == 8  # 2 epochs of 4 steps: the end of the curve
+    assert float(vae.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)

@@ -67,6 +67,8 @@ def build_parser():
     train.add_argument("--epochs", type=_positive_int, default=None, help="default: 10, or the resumed run's")
     train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"])
     train.add_argument("--learning-rate", type=_positive_float, default=DEFAULTS["learning_rate"])
+    train.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"], dest="learning_rate_schedule",
+                       help="cosine: decay the learning rate to 0 over all epochs (resumable)")
     train.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (1 = ELBO)")
     train.add_argument("--posterior", default="independent_normal", choices=sorted(architectures.POSTERIORS),
                        help="q(z|x): a diagonal Gaussian, or a full-covariance one (mean and Cholesky factor)")
@@ -163,6 +165,7 @@ def _train(args):
         jit_compile=args.jit_compile,
         steps_per_execution=args.steps_per_execution,
         posterior=args.posterior,
+        learning_rate_schedule=args.learning_rate_schedule,
         prior=args.prior,
         prior_components=args.prior_components,
         pseudo_inputs=args.pseudo_inputs,

@@ -5,6 +5,7 @@ import json
 import math
 from typing import Literal, Optional
 
+import keras
 import tensorflow as tf
 
 from tfvae import architectures, bounds, data, priors
@@ -70,6 +71,7 @@ class TrainingConfig:
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
+    learning_rate_schedule: Literal["constant", "cosine"] = "constant"  # see `learning_rate_for`
     beta: float = 1.0
     objective: Literal["elbo", "iwae"] = "elbo"
     k: int = 1
@@ -91,6 +93,7 @@ class TrainingConfig:
         check_choice("posterior", self.posterior, architectures.POSTERIORS)
         check_choice("binarize", self.binarize, data.BINARIZE_CHOICES)
         check_choice("prior", self.prior, priors.PRIORS)
+        check_choice("learning_rate_schedule", self.learning_rate_schedule, ("constant", "cosine"))
         check_choice("pseudo_inputs", self.pseudo_inputs, ("random", "data"))
         if self.prior_components is not None and self.prior not in PRIOR_COMPONENTS:
             raise ValueError(f"`prior_components` applies to {sorted(PRIOR_COMPONENTS)}, not prior={self.prior!r}.")
@@ -129,6 +132,15 @@ class TrainingConfig:
                 f"`checkpoint_every` ({self.checkpoint_every}) must be a multiple of `steps_per_execution` "
                 f"({self.steps_per_execution}): Keras runs callbacks only between executions."
             )
+
+    def learning_rate_for(self, steps_per_epoch):
+        """Adam's learning rate: `learning_rate`, or with "cosine" a `keras.optimizers.schedules.CosineDecay`
+        from `learning_rate` to 0 over all `epochs * steps_per_epoch` steps (Loshchilov & Hutter, 2017, without
+        restarts). It reads the optimizer's step count, so a resumed run continues on the same curve;
+        resuming with more `epochs` stretches the rest of it."""
+        if self.learning_rate_schedule == "constant":
+            return self.learning_rate
+        return keras.optimizers.schedules.CosineDecay(self.learning_rate, decay_steps=self.epochs * steps_per_epoch)
 
     def prior_components_for(self):
         """`prior_components` when set, else the prior's default (`PRIOR_COMPONENTS`); None for one-piece priors."""

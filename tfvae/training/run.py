@@ -151,7 +151,7 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
         vae = build_vae(config, splits.image_shape, splits.steps_per_epoch)
         if config.prior == "vampprior" and config.pseudo_inputs == "data":  # a resumed run restores them below
             vae.prior.initialize_from(first_training_images(splits, vae.prior.num_pseudo_inputs))
-        vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=jit_compile,
+        vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate_for(splits.steps_per_epoch)), jit_compile=jit_compile,
                     steps_per_execution=steps_per_execution)
         vae.optimizer.build(vae.trainable_variables)
     # Bookkeeping read on the host, so created outside the strategy's scope.
