@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from tfvae import layers
-from tfvae.layers.distribution import SERIALIZATION_PACKAGE
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE, check_positive_int
 
 POSTERIORS = {
     "independent_normal": lambda latent_dim: layers.IndependentNormal(latent_dim, name="posterior"),
@@ -58,9 +58,7 @@ class GatedDense(keras.layers.Layer):
 
     def __init__(self, units, activation=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(f"`units` must be an int >= 1; received {units!r}.")
-        self.units = units
+        self.units = check_positive_int("units", units)
         self.activation = keras.activations.get(activation)
         self.dense = keras.layers.Dense(2 * units, name="values_and_gates")
 

@@ -22,6 +22,7 @@ from tfvae.layers import (
     SERIALIZATION_PACKAGE,
     MeanConvertibleIndependent,
     as_event_shape,
+    check_positive_int,
     check_scale_floor,
     initial_scale_initializer,
     resolve_dtype,
@@ -98,12 +99,6 @@ class DiagonalNormal(Prior):
         return {**super().get_config(), "scale_floor": self.scale_floor}
 
 
-def _check_count(value, argument):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{argument}` must be an int >= 1; received {value!r}.")
-    return value
-
-
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class MixtureOfGaussians(Prior):
     """A trainable mixture of diagonal Gaussians.
@@ -125,7 +120,7 @@ class MixtureOfGaussians(Prior):
 
     def __init__(self, latent_dim, num_components, scale_floor=1e-3, seed=None, **kwargs):
         super().__init__(latent_dim, **kwargs)
-        self.num_components = _check_count(num_components, "num_components")
+        self.num_components = check_positive_int("num_components", num_components)
         self.scale_floor = check_scale_floor(scale_floor)
         self.seed = seed
         shape = (self.num_components, self.latent_dim)
@@ -168,7 +163,7 @@ class VampPrior(Prior):
 
     def __init__(self, latent_dim, num_pseudo_inputs, input_shape, seed=None, **kwargs):
         super().__init__(latent_dim, **kwargs)
-        self.num_pseudo_inputs = _check_count(num_pseudo_inputs, "num_pseudo_inputs")
+        self.num_pseudo_inputs = check_positive_int("num_pseudo_inputs", num_pseudo_inputs)
         self.input_shape_per_example = as_event_shape(input_shape, "input_shape")
         self.seed = seed
         self.pseudo_inputs = self.add_weight(

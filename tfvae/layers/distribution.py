@@ -158,6 +158,13 @@ def check_positive(value, argument, expected="a finite number > 0"):
     return float(value)
 
 
+def check_positive_int(name, value):
+    """Returns `value`, or raises ValueError naming `name` unless it is an int >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
+    return value
+
+
 def check_scale_floor(scale_floor):
     """Returns `scale_floor` as a float, or raises ValueError unless it is a finite number > 0."""
     return check_positive(scale_floor, "scale_floor")

@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from tfvae import bounds, inputs, seeds
-from tfvae.layers import SERIALIZATION_PACKAGE
+from tfvae.layers import SERIALIZATION_PACKAGE, check_positive_int
 from tfvae.models.metrics import METRIC_NAMES, MeanTerms
 from tfvae.models.non_finite import (
     FirstNonFiniteStep,
@@ -51,11 +51,6 @@ def _latent_dim_of(model, where):
     if not tensors:
         return None
     return tensors[0].shape[-1]
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -155,7 +150,7 @@ class VAE(keras.Model):
             raise ValueError(f"`kl` must be one of {bounds.KL_METHODS}; received {kl!r}.")
         if objective not in bounds.OBJECTIVES:
             raise ValueError(f"`objective` must be one of {bounds.OBJECTIVES}; received {objective!r}.")
-        _check_positive_int("k", k)
+        check_positive_int("k", k)
         if objective == "iwae" and beta != 1:
             raise ValueError(f"The IWAE objective has no KL weight: `beta` must be 1 with objective='iwae'; received {beta!r}.")
         if isinstance(kl_warmup_steps, bool) or not isinstance(kl_warmup_steps, int) or kl_warmup_steps < 0:
@@ -227,7 +222,7 @@ class VAE(keras.Model):
 
         `seed` follows `tfvae.seeds`; None draws from the model's generator.
         """
-        _check_positive_int("k", k)
+        check_positive_int("k", k)
         return self._bound_terms(x, seeds.stateless(seed, self.evaluation_seed_generator), k, training, with_log_weights=False)[0]
 
     def log_likelihood(self, x, k=5000, chunk_size=100, seed=None):
@@ -238,8 +233,8 @@ class VAE(keras.Model):
         time, so memory holds `chunk_size * batch` decoded images whatever k
         is. `seed` follows `tfvae.seeds`; chunk i uses the seed folded with i.
         """
-        _check_positive_int("k", k)
-        _check_positive_int("chunk_size", chunk_size)
+        check_positive_int("k", k)
+        check_positive_int("chunk_size", chunk_size)
         x = tf.convert_to_tensor(x)
         seed = seeds.stateless(seed, self.evaluation_seed_generator)
         chunk_totals = []
@@ -267,7 +262,7 @@ class VAE(keras.Model):
         a draw x ~ p(x|z).
         """
         if not tf.is_tensor(num_images):
-            _check_positive_int("num_images", num_images)
+            check_positive_int("num_images", num_images)
         seed = seeds.stateless(seed, self.evaluation_seed_generator)
         prior_seed, likelihood_seed = tf.unstack(tf.random.split(seed))
         z = reparameterized_sample(self.prior.distribution(), [num_images], prior_seed)

@@ -61,7 +61,6 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
         self.position = position
         self.every_steps = every_steps
         self.steps_per_epoch = steps_per_epoch
-        self.interrupted = False
         self.first_step = 0  # the step of its epoch that the current `fit` starts at
         self._epoch = 0
         self._steps_done = 0  # steps of the current epoch done, counting from its start
@@ -71,8 +70,12 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
         if threading.current_thread() is threading.main_thread():
             self._previous_handlers = {number: signal.signal(number, self._handle_interrupt) for number in self.signals}
 
+    @property
+    def interrupted(self):
+        """Whether a signal asked training to stop."""
+        return self.interrupted_by is not None
+
     def _handle_interrupt(self, signum, frame):
-        self.interrupted = True
         self.interrupted_by = signal.Signals(signum)
         logger.warning("Interrupted (%s): stopping at the end of this step and saving a checkpoint.", self.interrupted_by.name)
 

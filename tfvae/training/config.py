@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from tfvae import architectures, bounds, data, priors
+from tfvae.layers import check_positive_int
 
 
 def check_choice(name, value, choices):
@@ -16,12 +17,6 @@ def check_choice(name, value, choices):
     if value not in choices:
         known = sorted(choice for choice in choices if choice is not None)
         raise ValueError(f"Unknown `{name}` {value!r}; known: {known}.")
-
-
-def check_positive_int(name, value):
-    """Raises ValueError unless `value` is an int >= 1 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be an int >= 1; received {value!r}.")
 
 
 # Training steps per `tf.function` call when the config does not say: enough to

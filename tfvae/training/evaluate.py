@@ -6,7 +6,8 @@ import keras
 import numpy as np
 
 from tfvae import bounds, data
-from tfvae.training.config import check_positive_int, load_data
+from tfvae.layers import check_positive_int
+from tfvae.training.config import load_data
 from tfvae.training.run_dir import load_run
 
 

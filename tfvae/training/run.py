@@ -223,7 +223,7 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
     if checkpointing.interrupted:
         epoch, step = position
         return {"interrupted": True, "epochs_done": epoch, "step_in_epoch": step,
-                "signal": checkpointing.interrupted_by.name if checkpointing.interrupted_by else "SIGINT"}
+                "signal": checkpointing.interrupted_by.name}
 
     epochs_done = config.epochs
     if keep_best:
