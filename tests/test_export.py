@@ -304,3 +304,62 @@ def test_export_stores_each_weight_once(exported):
     stored = sum(int(np.prod(shape)) for name, shape in reader.get_variable_to_shape_map().items()
                  if dtypes[name] == tf.float32)
     assert stored == sum(int(np.prod(w.shape)) for w in vae.encoder.weights + vae.decoder.weights + vae.prior.weights)
+
+
+def _distribution_models():
+    """A Sequential model ending in a distribution layer, and a Functional one with two named inputs and three outputs."""
+    sequential = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), tfvae.layers.IndependentNormal(2)])
+    features = keras.Input((3,), name="features")
+    extra = keras.Input((2,), name="extra")
+    hidden = keras.layers.Dense(4)(keras.layers.Concatenate()([features, extra]))
+    functional = keras.Model([features, extra], {
+        "logistic": tfvae.layers.IndependentLogistic(2, "sample")(hidden),
+        "poisson": tfvae.layers.IndependentPoisson(4)(hidden),
+        "score": keras.layers.Dense(1)(hidden),
+    })
+    return sequential, functional
+
+
+def test_export_model_serves_statistics_of_each_output_without_tfvae_or_tfp(tmp_path):
+    sequential, functional = _distribution_models()
+    rng = np.random.default_rng(0)
+    x, extra = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(5, 2)).astype(np.float32)
+    export.export_model(sequential, tmp_path / "sequential", statistics=("mean", "stddev", "variance"))
+    export.export_model(functional, tmp_path / "functional")
+    expected_sequential = {name: getattr(sequential(x), name)().numpy() for name in ("mean", "stddev", "variance")}
+    outputs = functional([x, extra])
+    expected_functional = {"score": outputs["score"].numpy()}
+    for name in ("logistic", "poisson"):
+        expected_functional.update({f"{name}_mean": outputs[name].mean().numpy(), f"{name}_stddev": outputs[name].stddev().numpy()})
+    np.save(tmp_path / "inputs.npy", {"x": x, "extra": extra}, allow_pickle=True)
+    script = textwrap.dedent(f"""
+        import sys
+        for name in ("tfvae", "tensorflow_probability"):
+            sys.modules[name] = None
+        import numpy as np, tensorflow as tf
+        inputs = np.load({str(tmp_path / "inputs.npy")!r}, allow_pickle=True).item()
+        sequential = tf.saved_model.load({str(tmp_path / "sequential")!r}).signatures["serving_default"]
+        functional = tf.saved_model.load({str(tmp_path / "functional")!r}).signatures["serving_default"]
+        results = {{"sequential": {{k: v.numpy() for k, v in sequential(x=tf.constant(inputs["x"])).items()}},
+                   "functional": {{k: v.numpy() for k, v in functional(features=tf.constant(inputs["x"]),
+                                                                        extra=tf.constant(inputs["extra"])).items()}}}}
+        np.save({str(tmp_path / "outputs.npy")!r}, results, allow_pickle=True)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.load(tmp_path / "outputs.npy", allow_pickle=True).item()
+    for name, expected in [("sequential", expected_sequential), ("functional", expected_functional)]:
+        assert set(served[name]) == set(expected), name
+        for key, value in expected.items():
+            np.testing.assert_allclose(served[name][key], value, rtol=1e-5, atol=1e-6, err_msg=f"{name}/{key}")
+
+
+def test_export_model_refuses_statistics_it_cannot_serve(tmp_path):
+    sequential, _ = _distribution_models()
+    with pytest.raises(ValueError, match=r"`statistics` must be a non-empty subset of .*received \('median',\)"):
+        export.export_model(sequential, tmp_path / "a", statistics="median")
+    bernoulli = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), tfvae.layers.DistributionLambda(
+        lambda t: tfd.MixtureSameFamily(tfd.Categorical(logits=t), tfd.Normal(t, 1.0)))])
+    with pytest.raises(ValueError, match=r"`statistics` asks for 'mode', which MeanConvertibleMixtureSameFamily|asks for 'mode'"):
+        export.export_model(bernoulli, tmp_path / "b", statistics=("mean", "mode"))
+    assert not (tmp_path / "b").exists()

@@ -18,6 +18,10 @@ LAYER_CASES = [
     (lambda: layers.IndependentBernoulli((4, 2, 1)), 8, (4, 2, 1)),
     (lambda: layers.IndependentGaussian((2, 3)), 6, (2, 3)),
     (lambda: layers.IndependentGaussian(5, scale=0.3), 5, (5,)),
+    (lambda: layers.IndependentLogistic((3, 2)), 12, (3, 2)),
+    (lambda: layers.IndependentPoisson(4), 4, (4,)),
+    (lambda: layers.IndependentNormal(), 2, ()),
+    (lambda: layers.IndependentBernoulli(), 1, ()),
 ]
 
 
@@ -249,3 +253,48 @@ def test_multivariate_normal_tril_is_tfps_fill_scale_tril_and_differentiates_und
         tape.watch(params)
         eager_log_prob = tf.reduce_sum(layer(params).log_prob(z))
     np.testing.assert_allclose(gradient(params), tape.gradient(eager_log_prob, params), rtol=1e-4, atol=1e-5)
+
+
+def test_logistic_and_poisson_densities_match_tfp():
+    params = np.array([[0.5, -1.0, 0.2, -3.0], [1.0, 2.0, 0.0, 1.0]], np.float32)
+    x = np.array([[0.3, 4.0], [-2.0, 1.5]], np.float32)
+    logistic = layers.IndependentLogistic(2)(params)
+    scale = np.log1p(np.exp(params[:, 2:])) + 1e-3
+    np.testing.assert_allclose(logistic.log_prob(x), stats.logistic.logpdf(x, params[:, :2], scale).sum(-1), rtol=1e-5)
+    counts = np.array([[0.0, 3.0, 1.0, 7.0], [2.0, 0.0, 5.0, 1.0]], np.float32)
+    poisson = layers.IndependentPoisson(4)(params)
+    np.testing.assert_allclose(poisson.log_prob(counts), stats.poisson.logpmf(counts, np.exp(params)).sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(poisson.mean(), np.exp(params), rtol=1e-6)
+
+
+def test_scalar_events_as_tfp_layers_default():
+    params = np.array([[0.5, -1.0], [1.0, 2.0]], np.float32)
+    normal = layers.IndependentNormal()(params)
+    assert normal.batch_shape == [2] and normal.event_shape == []
+    y = np.array([0.1, -0.4], np.float32)
+    np.testing.assert_allclose(normal.log_prob(y), stats.norm.logpdf(y, params[:, 0], np.log1p(np.exp(params[:, 1])) + 1e-3), rtol=1e-5)
+    assert layers.IndependentNormal.params_size() == 2 and layers.IndependentPoisson.params_size() == 1
+
+
+def test_tfp_argument_order_and_static_new():
+    """`tfpl.IndependentNormal(shape, convert_to_tensor_fn, validate_args)` means the same here."""
+    layer = layers.IndependentNormal(2, tfd.Distribution.sample, True)
+    assert layer.convert_to_tensor_fn is tfd.Distribution.sample and layer.validate_args
+    assert layers.MultivariateNormalTriL(2, "mode").convert_to_tensor_fn is tfd.Distribution.mode
+    assert layers.IndependentBernoulli(3, "sample", sample_dtype="int32")(tf.zeros([1, 3])).sample(seed=(1, 2)).dtype == tf.int32
+    params = tf.random.stateless_normal([3, 6], seed=(1, 2))
+    for layer_class, event in [(layers.IndependentNormal, (3,)), (layers.IndependentLogistic, (3,)),
+                               (layers.IndependentPoisson, (6,)), (layers.IndependentBernoulli, (2, 3))]:
+        new = layer_class.new(params, event)
+        np.testing.assert_allclose(new.mean(), layer_class(event)(params).mean(), rtol=1e-6, err_msg=layer_class.__name__)
+    new = layers.MultivariateNormalTriL.new(params[:, :5], 2, validate_args=True)
+    assert new.validate_args
+    np.testing.assert_allclose(new.covariance(), layers.MultivariateNormalTriL(2)(params[:, :5]).covariance(), rtol=1e-6)
+
+
+def test_event_shapes_are_checked_naming_the_argument():
+    for bad in [0, -1, (2, 0), 2.5, "3", (2, None), True]:
+        with pytest.raises(ValueError, match=r"`event_shape` must be a positive int or a tuple of positive ints"):
+            layers.IndependentLogistic(bad)
+    with pytest.raises(ValueError, match=r"`event_size` must be a positive int or a non-empty tuple"):
+        layers.MultivariateNormalTriL(())

@@ -116,8 +116,8 @@ def load(path):
         raise ValueError(f"{str(path)!r} is not a readable SavedModel ({type(error).__name__}: {reason[:200]}).") from error
 
 
-def _check_finite_weights(vae):
-    bad = [w.path for w in vae.weights if w.dtype.startswith("float") and not np.all(np.isfinite(w.numpy()))]
+def _check_finite_weights(model):
+    bad = [w.path for w in model.weights if w.dtype.startswith("float") and not np.all(np.isfinite(w.numpy()))]
     if bad:
         raise ValueError(f"Refusing to export a model with non-finite weights in {bad}.")
 
@@ -147,6 +147,11 @@ def export(vae, path, overwrite=False, verbose=False, input_signature=None):
     # serving_default is what TF Serving calls without a signature name.
     archive.add_endpoint("serving_default", functions["encode"][0], input_signature=functions["encode"][1])
 
+    return _write_atomically(archive, path, verbose)
+
+
+def _write_atomically(archive, path, verbose):
+    """Writes `archive` to a temporary directory beside `path`, then renames it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     previous = path.with_name(f".{path.name}.previous-{os.getpid()}")
@@ -163,3 +168,76 @@ def export(vae, path, overwrite=False, verbose=False, input_signature=None):
             else:  # the final rename failed: put the old export back
                 previous.rename(path)
     return path
+
+
+def _input_specs(model):
+    """One `tf.TensorSpec` per model input, batch axis free: named as the `keras.Input`, else `x` (`x0`, `x1`, ...)."""
+    inputs = model.inputs
+    specs = []
+    for index, tensor in enumerate(inputs):
+        name = tensor.name
+        if not name or name.startswith("keras_tensor") or name.startswith("input_layer"):
+            name = "x" if len(inputs) == 1 else f"x{index}"
+        specs.append(tf.TensorSpec([None, *tensor.shape[1:]], tensor.dtype, name=name))
+    return specs
+
+
+def _statistics_of(output, name, statistics):
+    """The serving outputs for one model output: the statistics of a distribution, or the tensor itself."""
+    import tensorflow_probability as tfp  # only while tracing; the SavedModel does not need it
+
+    if not isinstance(output, tfp.distributions.Distribution):
+        return {name or "output": tf.convert_to_tensor(output)}
+    prefix = f"{name}_" if name else ""
+    results = {}
+    for statistic in statistics:
+        try:
+            results[prefix + statistic] = getattr(output, statistic)()
+        except NotImplementedError as error:
+            raise ValueError(
+                f"`statistics` asks for {statistic!r}, which {type(output).__name__} does not implement; "
+                f"pass statistics= without it (received {tuple(statistics)!r})."
+            ) from error
+    return results
+
+
+STATISTICS = ("mean", "stddev", "variance", "mode")
+
+
+def export_model(model, path, statistics=("mean", "stddev"), overwrite=False, verbose=False):
+    """Writes a Keras model whose outputs are distributions or tensors as a TF Serving SavedModel.
+
+    For models built from tfvae's layers (a VAE has `export`). One signature,
+    `serving_default`: inputs as the model's inputs (`x: [B, ...]` for one
+    unnamed input, else the `keras.Input` names), outputs the `statistics` of
+    each distribution output (`mean`, `stddev`, ..., prefixed `NAME_` for a
+    dict output `NAME`) and each tensor output as it is. The SavedModel runs
+    without tfvae or TFP, and the write is atomic, as for `export`.
+
+    Raises:
+      FileExistsError: `path` exists and `overwrite` is False.
+      ValueError: a statistic not in `STATISTICS` or not implemented by an
+        output's distribution, or non-finite weights.
+    """
+    path = pathlib.Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it.")
+    statistics = (statistics,) if isinstance(statistics, str) else tuple(statistics)
+    unknown = [statistic for statistic in statistics if statistic not in STATISTICS]
+    if not statistics or unknown:
+        raise ValueError(f"`statistics` must be a non-empty subset of {STATISTICS}; received {statistics!r}.")
+    _check_finite_weights(model)
+    specs = _input_specs(model)
+
+    def serve(*inputs):
+        outputs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+        if isinstance(outputs, dict):
+            return {key: value for name in outputs for key, value in _statistics_of(outputs[name], name, statistics).items()}
+        if isinstance(outputs, (list, tuple)):
+            return {key: value for index, output in enumerate(outputs)
+                    for key, value in _statistics_of(output, f"output_{index}", statistics).items()}
+        return _statistics_of(outputs, None, statistics)
+
+    archive = keras.export.ExportArchive()
+    archive.add_endpoint("serving_default", serve, input_signature=specs)
+    return _write_atomically(archive, path, verbose)

@@ -38,9 +38,14 @@ this.
 Where Keras needs a tensor instead of a distribution (`model.predict`, a
 built-in loss such as `"mse"`, a metric such as `"mae"`, a layer stacked on top
 of a distribution layer, e.g. a classifier on a trained encoder), the
-distributions returned here convert to their mean: they are ordinary
-`tfd.Independent` and `tfd.MultivariateNormalTriL` instances whose class adds
-`__tf_tensor__`.
+distributions returned here convert with the layer's `convert_to_tensor_fn`
+(`tfvae.layers.conversion`): by default to their **mean**, where `tfp.layers`
+draws a sample; pass `convert_to_tensor_fn="sample"` for TFP's behaviour.
+
+Activity regularizers. Keras applies a layer's `activity_regularizer` only to
+tensor outputs; a distribution layer applies it to its distribution (e.g. a
+`KLDivergenceRegularizer`) and adds the result divided by the batch size, as
+Keras does for tensors.
 """
 
 import math
@@ -52,6 +57,12 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import _backend  # noqa: F401  (selects the TensorFlow backend)
+from tfvae.layers.conversion import (
+    TensorCoercible,
+    convertible,
+    resolve_convert_to_tensor_fn,
+    serialize_convert_to_tensor_fn,
+)
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
@@ -59,29 +70,7 @@ tfb = tfp.bijectors
 SERIALIZATION_PACKAGE = "tfvae"
 
 
-class _ConvertsToMean:
-    """Mixin: `tf.convert_to_tensor(distribution)` gives `distribution.mean()`.
-
-    The method must live on the class, not the instance, because Keras'
-    predict loop rebuilds the distribution from its type spec when it leaves
-    a `tf.function`.
-    """
-
-    def __tf_tensor__(self, dtype=None, name=None):
-        return tf.convert_to_tensor(self.mean(), dtype=dtype, name=name)
-
-    def numpy(self):
-        """The mean as a NumPy array (eager only), as `model.predict` expects."""
-        return self.mean().numpy()
-
-    def __array__(self, dtype=None, copy=None):
-        # Keras converts a layer's positional input through `convert_to_tensor`
-        # only when it has `__array__`; TF then uses `__tf_tensor__` (graphs
-        # included), so a layer stacked on a distribution receives its mean.
-        return np.asarray(self.numpy(), dtype=dtype)
-
-
-class MeanConvertibleIndependent(_ConvertsToMean, tfd.Independent):
+class MeanConvertibleIndependent(TensorCoercible, tfd.Independent):
     """`tfd.Independent` that converts to its mean where a tensor is needed.
 
     Its log-density is TFP's, summed over the event, but computed on events
@@ -133,19 +122,25 @@ def _flatten_events(distribution, event_ndims):
     return distribution.copy(**flat)
 
 
-class MeanConvertibleMultivariateNormalTriL(_ConvertsToMean, tfd.MultivariateNormalTriL):
+class MeanConvertibleMultivariateNormalTriL(TensorCoercible, tfd.MultivariateNormalTriL):
     """`tfd.MultivariateNormalTriL` that converts to its mean where needed."""
 
 
-def as_event_shape(event_shape, argument="event_shape"):
-    """Returns `event_shape` as a tuple of positive ints, or raises ValueError."""
-    shape = (event_shape,) if isinstance(event_shape, int) else tuple(event_shape)
-    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        raise ValueError(
-            f"`{argument}` must be a positive int or a non-empty tuple of positive "
-            f"ints; received {event_shape!r}."
-        )
-    return shape
+def as_event_shape(event_shape, argument="event_shape", allow_scalar=False):
+    """Returns `event_shape` as a tuple of positive ints, or raises ValueError.
+
+    With `allow_scalar`, `()` (scalar events, `tfp.layers`' default) is accepted too.
+    """
+    is_int = isinstance(event_shape, numbers.Integral) and not isinstance(event_shape, bool)
+    try:
+        shape = (int(event_shape),) if is_int else tuple(event_shape)
+    except TypeError:
+        shape = None
+    if (shape is None or (not shape and not allow_scalar)
+            or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape)):
+        allowed = "a tuple of positive ints (() for scalar events)" if allow_scalar else "a non-empty tuple of positive ints"
+        raise ValueError(f"`{argument}` must be a positive int or {allowed}; received {event_shape!r}.")
+    return tuple(int(d) for d in shape)
 
 
 _as_event_shape = as_event_shape  # the name priors and older code import
@@ -230,15 +225,26 @@ class DistributionLayer(keras.layers.Layer):
     to the layer's compute dtype.
 
     Args:
+      convert_to_tensor_fn: what the distribution becomes where Keras needs a
+        tensor: "mean" (the default), "mode", "sample", "stddev", "variance",
+        `tfd.Distribution.sample` and the like, or a callable (registered with
+        `keras.saving.register_keras_serializable` to be saved).
+      validate_args: check the distribution's parameters and arguments at run
+        time (slower), as TFP's `validate_args`.
       dtype: the layer's dtype policy; None gives float32 under a mixed
         global policy (see the module docstring), else the global policy.
-      **kwargs: the other arguments of `keras.layers.Layer`, e.g. `name`.
+      **kwargs: the other arguments of `keras.layers.Layer`, e.g. `name`,
+        `activity_regularizer`.
     """
 
     event_shape: tuple
 
-    def __init__(self, dtype=None, **kwargs):
+    def __init__(self, convert_to_tensor_fn="mean", validate_args=False, dtype=None, **kwargs):
         super().__init__(dtype=resolve_dtype(dtype), **kwargs)
+        self.convert_to_tensor_fn = resolve_convert_to_tensor_fn(convert_to_tensor_fn)
+        if not isinstance(validate_args, bool):
+            raise TypeError(f"`validate_args` must be a bool; received {validate_args!r}.")
+        self.validate_args = validate_args
 
     @property
     def num_params(self):
@@ -259,11 +265,147 @@ class DistributionLayer(keras.layers.Layer):
 
     def call(self, inputs):
         # tf.cast, not convert_to_tensor: float16 parameters become float32.
-        return self.make_distribution(tf.cast(inputs, self.compute_dtype))
+        return self.finish(self.make_distribution(tf.cast(inputs, self.compute_dtype)))
+
+    def finish(self, distribution):
+        """`distribution` validated if asked, made convertible, and regularized: what `call` returns."""
+        if self.validate_args:
+            distribution = with_validation(distribution)
+        distribution = convertible(distribution, self.convert_to_tensor_fn)
+        if self.activity_regularizer is not None:
+            batch_size = tf.cast(distribution.batch_shape_tensor()[0], distribution.dtype)
+            self.add_loss(tf.math.divide_no_nan(tf.cast(self.activity_regularizer(distribution), distribution.dtype), batch_size))
+        return distribution
 
     def make_distribution(self, params):
         raise NotImplementedError
 
     def compute_output_spec(self, inputs):
-        # What a Functional model carries symbolically: one sample's shape.
-        return keras.KerasTensor((inputs.shape[0], *self.event_shape), dtype=self.compute_dtype)
+        # What a Functional model carries symbolically: the converted tensor's
+        # spec; one sample's shape for the conversions that keep it.
+        if self.convert_to_tensor_fn in _SAMPLE_SHAPED and hasattr(self, "event_shape"):
+            return keras.KerasTensor((inputs.shape[0], *self.event_shape), dtype=self.compute_dtype)
+        return traced_output_spec(lambda params: self.make_distribution(tf.cast(params, self.compute_dtype)), self.convert_to_tensor_fn, inputs)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "convert_to_tensor_fn": serialize_convert_to_tensor_fn(self.convert_to_tensor_fn),
+            "validate_args": self.validate_args,
+        }
+
+
+_SAMPLE_SHAPED = {tfd.Distribution.mean, tfd.Distribution.mode, tfd.Distribution.sample, tfd.Distribution.stddev,
+                  tfd.Distribution.variance}
+
+
+def traced_output_spec(make_distribution, convert_to_tensor_fn, inputs):
+    """The `keras.KerasTensor` of `convert_to_tensor_fn(make_distribution(inputs))`, found by tracing.
+
+    `inputs` is a structure of Keras tensors; nothing runs.
+    """
+    specs = keras.tree.map_structure(lambda x: tf.TensorSpec(x.shape, x.dtype), inputs)
+    traced = tf.function(lambda structure: tf.convert_to_tensor(convert_to_tensor_fn(make_distribution(structure))))
+    output = traced.get_concrete_function(specs).structured_outputs
+    return keras.KerasTensor(tuple(output.shape), dtype=output.dtype.name)
+
+
+def with_validation(distribution):
+    """`distribution` rebuilt with `validate_args=True`, nested distributions included."""
+    parameters = {
+        name: with_validation(value) if isinstance(value, tfd.Distribution) else value
+        for name, value in distribution.parameters.items()
+    }
+    if "validate_args" in parameters:
+        parameters["validate_args"] = True
+    return type(distribution)(**parameters)
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class DistributionLambda(DistributionLayer):
+    """A layer whose output is the distribution `make_distribution_fn(inputs)`.
+
+    The Keras 3 counterpart of `tfp.layers.DistributionLambda`:
+
+        model = keras.Sequential([
+            keras.Input((3,)),
+            keras.layers.Dense(2),
+            tfvae.layers.DistributionLambda(
+                lambda t: tfd.Normal(loc=t[..., 0], scale=tf.math.softplus(t[..., 1])),
+                convert_to_tensor_fn="sample"),
+        ])
+        model(x)  # a tfd.Normal with batch shape [batch]
+
+    Args:
+      make_distribution_fn: callable from the layer's input (a tensor, a list
+        of tensors, or a distribution from the layer before) to a
+        `tfd.Distribution`. To save the layer, register the function with
+        `keras.saving.register_keras_serializable()`; a lambda works in
+        memory, and saving it raises a ValueError saying so (TFP pickled
+        lambdas, which Keras 3's safe loading refuses).
+      convert_to_tensor_fn: as for every distribution layer (default "mean";
+        tfp.layers' default is "sample").
+      output_shape: optional shape, without the batch axis, of the tensor
+        the distribution converts to. Needed only in a Functional or
+        Sequential model whose input is another layer's distribution (Keras
+        then carries a tensor symbolically, which `make_distribution_fn` may
+        not accept); otherwise it is found by tracing.
+      **kwargs: `validate_args`, `dtype`, `name`, `activity_regularizer`, ...
+
+    Inputs are passed through as given: tensors are cast to the layer's
+    compute dtype, distributions are left alone.
+    """
+
+    def __init__(self, make_distribution_fn, convert_to_tensor_fn="mean", output_shape=None, **kwargs):
+        if isinstance(make_distribution_fn, dict):  # from get_config
+            make_distribution_fn = keras.saving.deserialize_keras_object(make_distribution_fn)
+        if not callable(make_distribution_fn):
+            raise TypeError(
+                f"`make_distribution_fn` must be a callable returning a tfd.Distribution; received {make_distribution_fn!r}."
+            )
+        super().__init__(convert_to_tensor_fn=convert_to_tensor_fn, **kwargs)
+        self.make_distribution_fn = make_distribution_fn
+        self.output_shape_ = None if output_shape is None else tuple(output_shape)
+        self._convert_input_args = False  # a distribution input stays a distribution
+        self._allow_non_tensor_positional_args = True  # it, and NumPy arrays (cast in `call`)
+        self.built = True
+
+    def build(self, input_shape):
+        pass
+
+    def call(self, inputs):
+        inputs = keras.tree.map_structure(self._cast, inputs)
+        distribution = self.make_distribution_fn(inputs)
+        if not isinstance(distribution, tfd.Distribution):
+            raise TypeError(
+                f"`make_distribution_fn` of {type(self).__name__} {self.name!r} must return a tfd.Distribution; "
+                f"it returned {type(distribution).__name__}."
+            )
+        return self.finish(distribution)
+
+    def _cast(self, value):
+        if isinstance(value, tfd.Distribution) or value is None:
+            return value
+        value = tf.convert_to_tensor(value)
+        return tf.cast(value, self.compute_dtype) if value.dtype.is_floating else value
+
+    def compute_output_spec(self, inputs):
+        if self.output_shape_ is not None:
+            batch = keras.tree.flatten(inputs)[0].shape[0]
+            return keras.KerasTensor((batch, *self.output_shape_), dtype=self.compute_dtype)
+        return traced_output_spec(lambda structure: self.make_distribution_fn(keras.tree.map_structure(self._cast, structure)),
+                                  self.convert_to_tensor_fn, inputs)
+
+    def get_config(self):
+        function = self.make_distribution_fn
+        if keras.saving.get_registered_object(keras.saving.get_registered_name(function)) is not function:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} cannot be saved: its `make_distribution_fn` {function!r} is not "
+                "registered. Define it as a named function decorated with "
+                "@keras.saving.register_keras_serializable(), or subclass DistributionLambda with a get_config."
+            )
+        return {
+            **super().get_config(),
+            "make_distribution_fn": keras.saving.serialize_keras_object(function),
+            "output_shape": None if self.output_shape_ is None else list(self.output_shape_),
+        }

@@ -6,9 +6,20 @@ without Keras) and a thin layer around it:
     independent_normal       IndependentNormal       mean and scale per element
     multivariate_normal_tril MultivariateNormalTriL  mean and Cholesky factor
     independent_bernoulli    IndependentBernoulli    one logit per element
+    independent_logistic     IndependentLogistic     location and scale per element
+    independent_poisson      IndependentPoisson      one log-rate per element
     independent_gaussian     IndependentGaussian     mean per element, shared scale
 
-Scales go through `scale_bijector(scale_floor)`: softplus plus a floor.
+Scales go through `scale_bijector(scale_floor)`: softplus plus a floor
+(`tfp.layers` uses softplus alone, and 1e-5 on the Cholesky diagonal).
+
+The layers take `tfp.layers`' arguments in its order, `(event_shape=(),
+convert_to_tensor_fn, validate_args, ...)`, and have its static
+`params_size(...)` and `new(params, ...)`; tfvae's `scale_floor` comes after.
+One difference: `params` is read as `[batch, ...]`, every value after the
+first axis a parameter (so a convolution's output feeds a layer directly),
+where `tfp.layers` takes the last axis as the parameters and the others as
+batch axes.
 """
 
 import functools
@@ -30,6 +41,7 @@ from tfvae.layers.distribution import (
     initial_scale_initializer,
     reshape_params,
     scale_bijector,
+    with_validation,
 )
 
 tfd = tfp.distributions
@@ -88,18 +100,46 @@ def _triangular_positions(n):
     return positions, np.diagonal(positions) - 1
 
 
-def independent_bernoulli(params, event_shape):
+def independent_bernoulli(params, event_shape, sample_dtype=None):
     """Bernoulli per element from logits `params: [batch, prod(event_shape)]`.
 
-    Samples have the logits' float dtype (zeros and ones) so that they feed
-    straight back into a network. Returns batch shape `[batch]`, event shape
-    `event_shape`.
+    Samples have `sample_dtype`, by default the logits' float dtype (zeros and
+    ones) so that they feed straight back into a network. Returns batch shape
+    `[batch]`, event shape `event_shape`.
     """
     event_shape = tuple(event_shape)
     logits = reshape_params(params, event_shape)
     return MeanConvertibleIndependent(
-        tfd.Bernoulli(logits=logits, dtype=logits.dtype),
+        tfd.Bernoulli(logits=logits, dtype=sample_dtype or logits.dtype),
         reinterpreted_batch_ndims=len(event_shape),
+    )
+
+
+def independent_logistic(params, event_shape, scale_floor=1e-3):
+    """Logistic per element from `params: [batch, 2 * prod(event_shape)]`.
+
+    Like `independent_normal`: the first half is the location mu, the second
+    the raw scale r, s = softplus(r) + scale_floor, with density
+    p(x) = exp(-(x - mu) / s) / (s (1 + exp(-(x - mu) / s))^2) per element.
+    """
+    event_shape = tuple(event_shape)
+    loc, raw_scale = tf.split(reshape_params(params, [2, *event_shape]), 2, axis=1)
+    loc, raw_scale = tf.squeeze(loc, 1), tf.squeeze(raw_scale, 1)
+    scale = scale_bijector(scale_floor, raw_scale.dtype).forward(raw_scale)
+    return MeanConvertibleIndependent(
+        tfd.Logistic(loc=loc, scale=scale), reinterpreted_batch_ndims=len(event_shape)
+    )
+
+
+def independent_poisson(params, event_shape):
+    """Poisson per element from log-rates `params: [batch, prod(event_shape)]`.
+
+    p(x) = rate^x exp(-rate) / x!, rate = exp(params), for counts x >= 0.
+    """
+    event_shape = tuple(event_shape)
+    log_rate = reshape_params(params, event_shape)
+    return MeanConvertibleIndependent(
+        tfd.Poisson(log_rate=log_rate), reinterpreted_batch_ndims=len(event_shape)
     )
 
 
@@ -118,37 +158,111 @@ def independent_gaussian(params, event_shape, scale):
     )
 
 
+_TFP_ARGUMENTS = """
+      convert_to_tensor_fn: what the distribution becomes where Keras needs a
+        tensor (`predict`, a layer stacked on it): "mean" (the default; TFP
+        draws a "sample"), "mode", "sample", "stddev", "variance", or a
+        callable.
+      validate_args: check parameters and values at run time (slower)."""
+
+
+class _ElementwiseLayer(DistributionLayer):
+    """Shared by the layers with `event_shape` and `n` parameters per element."""
+
+    params_per_element = 1
+
+    def __init__(self, event_shape=(), convert_to_tensor_fn="mean", validate_args=False, **kwargs):
+        super().__init__(convert_to_tensor_fn=convert_to_tensor_fn, validate_args=validate_args, **kwargs)
+        self.event_shape = as_event_shape(event_shape, allow_scalar=True)
+
+    @classmethod
+    def params_size(cls, event_shape=(), name=None):
+        """Parameters per example: `params_per_element * prod(event_shape)`. (`name` is ignored, as a TFP argument.)"""
+        return cls.params_per_element * math.prod(as_event_shape(event_shape, allow_scalar=True))
+
+    def get_config(self):
+        return {**super().get_config(), "event_shape": list(self.event_shape)}
+
+
+class _ScaledElementwiseLayer(_ElementwiseLayer):
+    """An elementwise layer with a location and a softplus-plus-floor scale per element."""
+
+    params_per_element = 2
+    family = None  # the pure function, e.g. independent_normal
+
+    def __init__(self, event_shape=(), convert_to_tensor_fn="mean", validate_args=False, scale_floor=1e-3, **kwargs):
+        super().__init__(event_shape, convert_to_tensor_fn, validate_args, **kwargs)
+        self.scale_floor = check_scale_floor(scale_floor)
+
+    @classmethod
+    def new(cls, params, event_shape=(), validate_args=False, name=None, scale_floor=1e-3):
+        """The distribution for `params: [batch, params_size(event_shape)]`, as TFP's `new`."""
+        distribution = cls.family(tf.convert_to_tensor(params), as_event_shape(event_shape, allow_scalar=True),
+                                  check_scale_floor(scale_floor))
+        return with_validation(distribution) if validate_args else distribution
+
+    def make_distribution(self, params):
+        return type(self).family(params, self.event_shape, self.scale_floor)
+
+    def get_config(self):
+        return {**super().get_config(), "scale_floor": self.scale_floor}
+
+
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class IndependentNormal(DistributionLayer):
+class IndependentNormal(_ScaledElementwiseLayer):
     """Diagonal Gaussian q(z|x) or p(y|x): mean and softplus scale per element.
 
     Args:
-      event_shape: int or tuple, the shape of one sample.
+      event_shape: int or tuple, the shape of one sample; () for scalars.""" + _TFP_ARGUMENTS + """
       scale_floor: float > 0 added to every scale.
 
     Input `[batch, 2 * prod(event_shape)]`; output a distribution with batch
     shape `[batch]` and event shape `event_shape`.
     """
 
-    def __init__(self, event_shape, scale_floor=1e-3, **kwargs):
-        super().__init__(**kwargs)
-        self.event_shape = as_event_shape(event_shape)
-        self.scale_floor = check_scale_floor(scale_floor)
+    family = staticmethod(independent_normal)
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class IndependentLogistic(_ScaledElementwiseLayer):
+    """Logistic per element: location and softplus scale, for heavy-ish tailed real data.
+
+    Args:
+      event_shape: int or tuple, the shape of one sample; () for scalars.""" + _TFP_ARGUMENTS + """
+      scale_floor: float > 0 added to every scale.
+
+    Input `[batch, 2 * prod(event_shape)]`; output batch shape `[batch]`,
+    event shape `event_shape`. Example:
+
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(IndependentLogistic.params_size(2)),
+                                  IndependentLogistic(2)])
+    """
+
+    family = staticmethod(independent_logistic)
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class IndependentPoisson(_ElementwiseLayer):
+    """Poisson per element from log-rates: counts.
+
+    Args:
+      event_shape: int or tuple, the shape of one sample; () for scalars.""" + _TFP_ARGUMENTS + """
+
+    Input `[batch, prod(event_shape)]` log-rates; output batch shape
+    `[batch]`, event shape `event_shape`. Example (Poisson regression):
+
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1), IndependentPoisson()])
+        model.compile("adam", loss=tfvae.losses.NegativeLogLikelihood())  # y: [batch] counts
+    """
 
     @staticmethod
-    def params_size(event_shape):
-        """Parameters per example: a mean and a raw scale per element."""
-        return 2 * math.prod(as_event_shape(event_shape))
+    def new(params, event_shape=(), validate_args=False, name=None):
+        """The distribution for log-rates `params: [batch, prod(event_shape)]`, as TFP's `new`."""
+        distribution = independent_poisson(tf.convert_to_tensor(params), as_event_shape(event_shape, allow_scalar=True))
+        return with_validation(distribution) if validate_args else distribution
 
     def make_distribution(self, params):
-        return independent_normal(params, self.event_shape, self.scale_floor)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "event_shape": list(self.event_shape),
-            "scale_floor": self.scale_floor,
-        }
+        return independent_poisson(params, self.event_shape)
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -156,24 +270,31 @@ class MultivariateNormalTriL(DistributionLayer):
     """Full-covariance Gaussian parameterised by a mean and a Cholesky factor.
 
     Args:
-      event_size: int, the dimension n of one sample.
-      scale_floor: float > 0 added to the Cholesky diagonal.
+      event_size: int, the dimension n of one sample.""" + _TFP_ARGUMENTS + """
+      scale_floor: float > 0 added to the Cholesky diagonal (TFP: 1e-5).
 
     Input `[batch, n + n (n + 1) / 2]`; output batch shape `[batch]`, event
     shape `[n]`.
     """
 
-    def __init__(self, event_size, scale_floor=1e-3, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, event_size, convert_to_tensor_fn="mean", validate_args=False, scale_floor=1e-3, **kwargs):
+        super().__init__(convert_to_tensor_fn=convert_to_tensor_fn, validate_args=validate_args, **kwargs)
         (self.event_size,) = as_event_shape(event_size, "event_size")
         self.event_shape = (self.event_size,)
         self.scale_floor = check_scale_floor(scale_floor)
 
     @staticmethod
-    def params_size(event_size):
+    def params_size(event_size, name=None):
         """Parameters per example: n means and n (n + 1) / 2 Cholesky entries."""
         (n,) = as_event_shape(event_size, "event_size")
         return n + n * (n + 1) // 2
+
+    @staticmethod
+    def new(params, event_size, validate_args=False, name=None, scale_floor=1e-3):
+        """The distribution for `params: [batch, params_size(event_size)]`, as TFP's `new`."""
+        (event_size,) = as_event_shape(event_size, "event_size")
+        distribution = multivariate_normal_tril(tf.convert_to_tensor(params), event_size, check_scale_floor(scale_floor))
+        return with_validation(distribution) if validate_args else distribution
 
     def make_distribution(self, params):
         return multivariate_normal_tril(params, self.event_size, self.scale_floor)
@@ -187,30 +308,33 @@ class MultivariateNormalTriL(DistributionLayer):
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class IndependentBernoulli(DistributionLayer):
+class IndependentBernoulli(_ElementwiseLayer):
     """Bernoulli likelihood p(x|z) for binary data, one logit per element.
 
     Args:
-      event_shape: int or tuple, e.g. `(28, 28, 1)`.
+      event_shape: int or tuple, e.g. `(28, 28, 1)`; () for scalars.""" + _TFP_ARGUMENTS + """
+      sample_dtype: dtype of samples; None: the logits' float dtype (zeros and
+        ones that feed straight back into a network), as in TFP.
 
     Input `[batch, prod(event_shape)]` logits (any shape with that many values
     per example); output batch shape `[batch]`, event shape `event_shape`.
     """
 
-    def __init__(self, event_shape, **kwargs):
-        super().__init__(**kwargs)
-        self.event_shape = as_event_shape(event_shape)
+    def __init__(self, event_shape=(), convert_to_tensor_fn="mean", sample_dtype=None, validate_args=False, **kwargs):
+        super().__init__(event_shape, convert_to_tensor_fn, validate_args, **kwargs)
+        self.sample_dtype = None if sample_dtype is None else tf.as_dtype(sample_dtype).name
 
     @staticmethod
-    def params_size(event_shape):
-        """Parameters per example: one logit per element."""
-        return math.prod(as_event_shape(event_shape))
+    def new(params, event_shape=(), dtype=None, validate_args=False, name=None):
+        """The distribution for logits `params: [batch, prod(event_shape)]`, as TFP's `new`."""
+        distribution = independent_bernoulli(tf.convert_to_tensor(params), as_event_shape(event_shape, allow_scalar=True), dtype)
+        return with_validation(distribution) if validate_args else distribution
 
     def make_distribution(self, params):
-        return independent_bernoulli(params, self.event_shape)
+        return independent_bernoulli(params, self.event_shape, self.sample_dtype)
 
     def get_config(self):
-        return {**super().get_config(), "event_shape": list(self.event_shape)}
+        return {**super().get_config(), "sample_dtype": self.sample_dtype}
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
