@@ -5,7 +5,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import layers, training
-from tfvae.losses import NegativeLogLikelihood
+from tfvae.losses import DistributionLoss, NegativeLogLikelihood
 from tests.helpers import assert_config_round_trip, serialized_round_trip
 
 tfd = tfp.distributions
@@ -164,3 +164,28 @@ def test_heteroscedastic_regression_recovers_noise_scale():
     np.testing.assert_allclose(learned_scale, true_scale(probe), rtol=0.10)
     # predict gives the mean, which tracks 1.5 x.
     np.testing.assert_allclose(model.predict(probe, verbose=0), 1.5 * probe, atol=0.1)
+
+
+@keras.saving.register_keras_serializable(package="tfvae_tests")
+def negloglik(y, rv_y):
+    return -rv_y.log_prob(y)
+
+
+def test_distribution_loss_hands_the_function_the_distribution_as_tfp_layers_did():
+    """Keras 3 would give a plain loss function a tensor; `tfp.layers`' `lambda y, rv_y: -rv_y.log_prob(y)` goes in DistributionLoss."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = rng.normal(size=(64, 2)).astype(np.float32)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), layers.IndependentNormal(2)])
+    wrapped, reference = DistributionLoss(negloglik), NegativeLogLikelihood()
+    np.testing.assert_allclose(wrapped(y, model(x)), reference(y, model(x)), rtol=1e-6)
+    np.testing.assert_allclose(wrapped(y, model(x), sample_weight=np.arange(64.0)),
+                               reference(y, model(x), sample_weight=np.arange(64.0)), rtol=1e-6)
+    model.compile("adam", loss=wrapped)
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(float(reference(y, model(x))), rel=1e-5)
+    restored = serialized_round_trip(wrapped)
+    assert restored.fn is negloglik and restored.name == "negloglik"
+    with pytest.raises(ValueError, match="cannot be saved: its `fn`.*not registered"):
+        DistributionLoss(lambda y, d: -d.log_prob(y)).get_config()
+    with pytest.raises(TypeError, match="`fn` must be a callable"):
+        DistributionLoss("nll")

@@ -37,40 +37,38 @@ def check_target_shape(y_true, distribution, argument="y_true"):
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class NegativeLogLikelihood(keras.losses.Loss):
-    """-log p(y | x), where the model's prediction is the distribution p(.|x).
+class DistributionLoss(keras.losses.Loss):
+    """A Keras loss `fn(y_true, distribution)` that receives the predicted distribution itself.
 
-    Use it with any Keras model ending in a tfvae distribution layer:
+    Keras 3 converts `y_pred` to a tensor before a plain loss function sees
+    it, so `tfp.layers`' idiom `loss=lambda y, rv_y: -rv_y.log_prob(y)` would
+    receive the distribution's conversion, not the distribution. Wrap the
+    function instead:
 
-        model.compile(optimizer="adam", loss=tfvae.losses.NegativeLogLikelihood())
+        def negloglik(y, rv_y):
+            return -rv_y.log_prob(y)
 
-    `y_true: [batch, *event_shape]` (exactly: a target that would broadcast is
-    refused); `y_pred`: a distribution with batch shape `[batch]`;
-    `sample_weight`: None, a scalar, `[batch]` or `[batch, 1]`. With weights
-    w_i, the reductions are, like Keras' own losses,
+        model.compile(optimizer="adam", loss=tfvae.losses.DistributionLoss(negloglik))
 
-        "sum_over_batch_size":  sum_i w_i * nll_i / batch  (the default)
-        "sum":                  sum_i w_i * nll_i
-        "none":                 w_i * nll_i, `[batch]`
-
-    in nats. Under `tf.distribute`, "sum_over_batch_size" also divides by the
-    number of replicas, as Keras' own losses do, so that the gradients the
-    replicas sum are those of the global mean.
-
-    It overrides `__call__` because `keras.losses.Loss.__call__` would first
-    convert the distribution to a tensor.
+    `fn` returns one value per example, `[batch]`; the reductions and
+    `sample_weight` are those of `NegativeLogLikelihood`. To save a model
+    compiled with it, register `fn` with
+    `@keras.saving.register_keras_serializable()`.
     """
 
-    def __init__(self, reduction="sum_over_batch_size", name="negative_log_likelihood", dtype=None):
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None):
+        if isinstance(fn, dict):  # from get_config
+            fn = keras.saving.deserialize_keras_object(fn)
+        if not callable(fn):
+            raise TypeError(f"`fn` must be a callable (y_true, distribution) -> [batch] losses; received {fn!r}.")
         if reduction not in _REDUCTIONS:
             raise ValueError(f"`reduction` must be one of {_REDUCTIONS}; received {reduction!r}.")
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        super().__init__(name=name or getattr(fn, "__name__", "distribution_loss"), reduction=reduction, dtype=dtype)
+        self.fn = fn
 
     def call(self, y_true, y_pred):
-        """Per-example negative log-likelihood, `[batch]`."""
-        y_true = tf.convert_to_tensor(y_true)
-        check_target_shape(y_true, y_pred)
-        return -y_pred.log_prob(tf.cast(y_true, y_pred.dtype))
+        """Per-example losses, `[batch]`."""
+        return self.fn(y_true, y_pred)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         with tf.name_scope(self.name):
@@ -102,3 +100,54 @@ class NegativeLogLikelihood(keras.losses.Loss):
                 f"{losses.shape[0]}; received shape {_shape_str(shape)}."
             )
         return sample_weight
+
+    def get_config(self):
+        fn = self.fn
+        if keras.saving.get_registered_object(keras.saving.get_registered_name(fn)) is not fn:
+            raise ValueError(
+                f"DistributionLoss cannot be saved: its `fn` {fn!r} is not registered; decorate it with "
+                "@keras.saving.register_keras_serializable()."
+            )
+        return {**super().get_config(), "fn": keras.saving.serialize_keras_object(fn)}
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class NegativeLogLikelihood(DistributionLoss):
+    """-log p(y | x), where the model's prediction is the distribution p(.|x).
+
+    Use it with any Keras model ending in a tfvae distribution layer:
+
+        model.compile(optimizer="adam", loss=tfvae.losses.NegativeLogLikelihood())
+
+    `y_true: [batch, *event_shape]` (exactly: a target that would broadcast is
+    refused); `y_pred`: a distribution with batch shape `[batch]`;
+    `sample_weight`: None, a scalar, `[batch]` or `[batch, 1]`. With weights
+    w_i, the reductions are, like Keras' own losses,
+
+        "sum_over_batch_size":  sum_i w_i * nll_i / batch  (the default)
+        "sum":                  sum_i w_i * nll_i
+        "none":                 w_i * nll_i, `[batch]`
+
+    in nats. Under `tf.distribute`, "sum_over_batch_size" also divides by the
+    number of replicas, as Keras' own losses do, so that the gradients the
+    replicas sum are those of the global mean.
+
+    A `DistributionLoss`: Keras' own `Loss.__call__` would first convert the
+    distribution to a tensor.
+    """
+
+    def __init__(self, reduction="sum_over_batch_size", name="negative_log_likelihood", dtype=None):
+        super().__init__(negative_log_likelihood, reduction=reduction, name=name, dtype=dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["fn"]
+        return config
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+def negative_log_likelihood(y_true, distribution):
+    """Per-example -log p(y_true), `[batch]`, after checking `y_true`'s shape (`check_target_shape`)."""
+    y_true = tf.convert_to_tensor(y_true)
+    check_target_shape(y_true, distribution)
+    return -distribution.log_prob(tf.cast(y_true, distribution.dtype))
