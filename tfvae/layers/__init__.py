@@ -3,6 +3,16 @@
     conversion.py    how a distribution stands in for a tensor (convert_to_tensor_fn)
     distribution.py  the base layer, DistributionLambda, scales, dtypes
     independent.py   IndependentNormal/Bernoulli/Logistic/Poisson/Gaussian, MultivariateNormalTriL
+    categorical.py   OneHotCategorical, CategoricalMixtureOfOneHotCategorical
+    mixture.py       MixtureSameFamily, MixtureNormal, MixtureLogistic
+    kl.py            KLDivergenceRegularizer, KLDivergenceAddLoss
+    variable.py      VariableLayer
+    variational_fns.py  the posterior, prior and divergence functions of the Bayesian layers
+    variational_base.py  what the Bayesian dense and convolution layers share
+    variational.py   DenseReparameterization, DenseLocalReparameterization, DenseFlipout
+    conv_variational.py  Convolution{1,2,3}D{Reparameterization,Flipout}
+    dense_variational.py DenseVariational and its posterior/prior builders
+    autoregressive.py    AutoregressiveNetwork (MADE), AutoregressiveTransform
 
 See `tfvae.layers.distribution` for the conventions every layer follows
 (shapes, the scale transform and its initial value, mixed precision).
@@ -41,33 +51,84 @@ from tfvae.layers.independent import (
     multivariate_normal_tril,
 )
 
+from tfvae.layers.autoregressive import AutoregressiveNetwork, AutoregressiveTransform, make_dense_autoregressive_masks
+from tfvae.layers.categorical import CategoricalMixtureOfOneHotCategorical, OneHotCategorical
+from tfvae.layers.conv_variational import (
+    Convolution1DFlipout,
+    Convolution1DReparameterization,
+    Convolution2DFlipout,
+    Convolution2DReparameterization,
+    Convolution3DFlipout,
+    Convolution3DReparameterization,
+)
+from tfvae.layers.dense_variational import (
+    DenseVariational,
+    IndependentNormalWeights,
+    posterior_mean_field,
+    prior_standard_normal,
+    prior_trainable,
+)
+from tfvae.layers.kl import KLDivergenceAddLoss, KLDivergenceRegularizer
+from tfvae.layers.mixture import MixtureLogistic, MixtureNormal, MixtureSameFamily
+from tfvae.layers.variable import VariableLayer
+from tfvae.layers.variational import DenseFlipout, DenseLocalReparameterization, DenseReparameterization
+from tfvae.layers.variational_fns import default_loc_scale_fn, default_mean_field_normal_fn, default_multivariate_normal_fn
+
 __all__ = [
+    "AutoregressiveNetwork",
+    "AutoregressiveTransform",
     "CONVERSIONS",
-    "SERIALIZATION_PACKAGE",
+    "CategoricalMixtureOfOneHotCategorical",
+    "Convolution1DFlipout",
+    "Convolution1DReparameterization",
+    "Convolution2DFlipout",
+    "Convolution2DReparameterization",
+    "Convolution3DFlipout",
+    "Convolution3DReparameterization",
+    "DenseFlipout",
+    "DenseLocalReparameterization",
+    "DenseReparameterization",
+    "DenseVariational",
     "DistributionLambda",
     "DistributionLayer",
-    "IndependentLogistic",
-    "IndependentPoisson",
-    "TensorCoercible",
-    "convertible",
-    "independent_logistic",
-    "independent_poisson",
     "IndependentBernoulli",
     "IndependentGaussian",
+    "IndependentLogistic",
     "IndependentNormal",
+    "IndependentNormalWeights",
+    "IndependentPoisson",
+    "KLDivergenceAddLoss",
+    "KLDivergenceRegularizer",
     "MeanConvertibleIndependent",
     "MeanConvertibleMultivariateNormalTriL",
+    "MixtureLogistic",
+    "MixtureNormal",
+    "MixtureSameFamily",
     "MultivariateNormalTriL",
+    "OneHotCategorical",
+    "SERIALIZATION_PACKAGE",
+    "TensorCoercible",
+    "VariableLayer",
     "as_event_shape",
     "check_positive",
     "check_positive_int",
     "check_scale_floor",
+    "convertible",
+    "default_loc_scale_fn",
+    "default_mean_field_normal_fn",
+    "default_multivariate_normal_fn",
     "independent_bernoulli",
     "independent_gaussian",
+    "independent_logistic",
     "independent_normal",
+    "independent_poisson",
     "initial_scale",
     "initial_scale_initializer",
+    "make_dense_autoregressive_masks",
     "multivariate_normal_tril",
+    "posterior_mean_field",
+    "prior_standard_normal",
+    "prior_trainable",
     "resolve_dtype",
     "scale_bijector",
     "unit_scale_initializer",

@@ -87,6 +87,14 @@ def multivariate_normal_tril(params, event_size, scale_floor=1e-3):
     return MeanConvertibleMultivariateNormalTriL(loc=loc, scale_tril=scale_tril)
 
 
+def _as_event_size(event_size):
+    """`event_size` (an int >= 1, or a one-element tuple of one) as an int, or ValueError naming it."""
+    shape = as_event_shape(event_size, "event_size")
+    if len(shape) != 1:
+        raise ValueError(f"`event_size` must be one positive int (a vector event); received {event_size!r}.")
+    return shape[0]
+
+
 @functools.lru_cache(maxsize=None)
 def _triangular_positions(n):
     """Where `tfp.math.fill_triangular` puts each of n (n + 1) / 2 values: NumPy `(positions, diagonal_positions)`.
@@ -158,12 +166,6 @@ def independent_gaussian(params, event_shape, scale):
     )
 
 
-_TFP_ARGUMENTS = """
-      convert_to_tensor_fn: what the distribution becomes where Keras needs a
-        tensor (`predict`, a layer stacked on it): "mean" (the default; TFP
-        draws a "sample"), "mode", "sample", "stddev", "variance", or a
-        callable.
-      validate_args: check parameters and values at run time (slower)."""
 
 
 class _ElementwiseLayer(DistributionLayer):
@@ -213,7 +215,12 @@ class IndependentNormal(_ScaledElementwiseLayer):
     """Diagonal Gaussian q(z|x) or p(y|x): mean and softplus scale per element.
 
     Args:
-      event_shape: int or tuple, the shape of one sample; () for scalars.""" + _TFP_ARGUMENTS + """
+      event_shape: int or tuple, the shape of one sample; () for scalars.
+      convert_to_tensor_fn: what the distribution becomes where Keras needs a
+        tensor (`predict`, a layer stacked on it): "mean" (the default; TFP
+        draws a "sample"), "mode", "sample", "stddev", "variance", or a
+        callable.
+      validate_args: check parameters and values at run time (slower).
       scale_floor: float > 0 added to every scale.
 
     Input `[batch, 2 * prod(event_shape)]`; output a distribution with batch
@@ -228,7 +235,12 @@ class IndependentLogistic(_ScaledElementwiseLayer):
     """Logistic per element: location and softplus scale, for heavy-ish tailed real data.
 
     Args:
-      event_shape: int or tuple, the shape of one sample; () for scalars.""" + _TFP_ARGUMENTS + """
+      event_shape: int or tuple, the shape of one sample; () for scalars.
+      convert_to_tensor_fn: what the distribution becomes where Keras needs a
+        tensor (`predict`, a layer stacked on it): "mean" (the default; TFP
+        draws a "sample"), "mode", "sample", "stddev", "variance", or a
+        callable.
+      validate_args: check parameters and values at run time (slower).
       scale_floor: float > 0 added to every scale.
 
     Input `[batch, 2 * prod(event_shape)]`; output batch shape `[batch]`,
@@ -246,7 +258,12 @@ class IndependentPoisson(_ElementwiseLayer):
     """Poisson per element from log-rates: counts.
 
     Args:
-      event_shape: int or tuple, the shape of one sample; () for scalars.""" + _TFP_ARGUMENTS + """
+      event_shape: int or tuple, the shape of one sample; () for scalars.
+      convert_to_tensor_fn: what the distribution becomes where Keras needs a
+        tensor (`predict`, a layer stacked on it): "mean" (the default; TFP
+        draws a "sample"), "mode", "sample", "stddev", "variance", or a
+        callable.
+      validate_args: check parameters and values at run time (slower).
 
     Input `[batch, prod(event_shape)]` log-rates; output batch shape
     `[batch]`, event shape `event_shape`. Example (Poisson regression):
@@ -270,7 +287,12 @@ class MultivariateNormalTriL(DistributionLayer):
     """Full-covariance Gaussian parameterised by a mean and a Cholesky factor.
 
     Args:
-      event_size: int, the dimension n of one sample.""" + _TFP_ARGUMENTS + """
+      event_size: int, the dimension n of one sample.
+      convert_to_tensor_fn: what the distribution becomes where Keras needs a
+        tensor (`predict`, a layer stacked on it): "mean" (the default; TFP
+        draws a "sample"), "mode", "sample", "stddev", "variance", or a
+        callable.
+      validate_args: check parameters and values at run time (slower).
       scale_floor: float > 0 added to the Cholesky diagonal (TFP: 1e-5).
 
     Input `[batch, n + n (n + 1) / 2]`; output batch shape `[batch]`, event
@@ -279,20 +301,20 @@ class MultivariateNormalTriL(DistributionLayer):
 
     def __init__(self, event_size, convert_to_tensor_fn="mean", validate_args=False, scale_floor=1e-3, **kwargs):
         super().__init__(convert_to_tensor_fn=convert_to_tensor_fn, validate_args=validate_args, **kwargs)
-        (self.event_size,) = as_event_shape(event_size, "event_size")
+        self.event_size = _as_event_size(event_size)
         self.event_shape = (self.event_size,)
         self.scale_floor = check_scale_floor(scale_floor)
 
     @staticmethod
     def params_size(event_size, name=None):
         """Parameters per example: n means and n (n + 1) / 2 Cholesky entries."""
-        (n,) = as_event_shape(event_size, "event_size")
+        n = _as_event_size(event_size)
         return n + n * (n + 1) // 2
 
     @staticmethod
     def new(params, event_size, validate_args=False, name=None, scale_floor=1e-3):
         """The distribution for `params: [batch, params_size(event_size)]`, as TFP's `new`."""
-        (event_size,) = as_event_shape(event_size, "event_size")
+        event_size = _as_event_size(event_size)
         distribution = multivariate_normal_tril(tf.convert_to_tensor(params), event_size, check_scale_floor(scale_floor))
         return with_validation(distribution) if validate_args else distribution
 
@@ -312,7 +334,12 @@ class IndependentBernoulli(_ElementwiseLayer):
     """Bernoulli likelihood p(x|z) for binary data, one logit per element.
 
     Args:
-      event_shape: int or tuple, e.g. `(28, 28, 1)`; () for scalars.""" + _TFP_ARGUMENTS + """
+      event_shape: int or tuple, e.g. `(28, 28, 1)`; () for scalars.
+      convert_to_tensor_fn: what the distribution becomes where Keras needs a
+        tensor (`predict`, a layer stacked on it): "mean" (the default; TFP
+        draws a "sample"), "mode", "sample", "stddev", "variance", or a
+        callable.
+      validate_args: check parameters and values at run time (slower).
       sample_dtype: dtype of samples; None: the logits' float dtype (zeros and
         ones that feed straight back into a network), as in TFP.
 
