@@ -363,3 +363,58 @@ def test_export_model_refuses_statistics_it_cannot_serve(tmp_path):
     with pytest.raises(ValueError, match=r"`statistics` asks for 'mode', which MeanConvertibleMixtureSameFamily|asks for 'mode'"):
         export.export_model(bernoulli, tmp_path / "b", statistics=("mean", "mode"))
     assert not (tmp_path / "b").exists()
+
+
+def test_every_distribution_layer_exports_and_serves_without_tfvae_or_tfp(tmp_path):
+    from tfvae import layers
+
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(8, activation="tanh")(inputs)
+
+    def head(layer, size):
+        return layer(keras.layers.Dense(size)(hidden))
+
+    heads = {
+        "bernoulli": head(layers.IndependentBernoulli((2, 2)), 4),
+        "gaussian": head(layers.IndependentGaussian(2), 2),
+        "tril": head(layers.MultivariateNormalTriL(2), 5),
+        "one_hot": head(layers.OneHotCategorical(3), 3),
+        "one_hot_mixture": head(layers.CategoricalMixtureOfOneHotCategorical(3, 2), 8),
+        "mixture_normal": head(layers.MixtureNormal(2, [2]), 10),
+        "mixture_logistic": head(layers.MixtureLogistic(2), 6),
+        "mixture_tril": head(layers.MixtureSameFamily(2, layers.MultivariateNormalTriL(2)), 12),
+        "lambda": head(layers.DistributionLambda(normal_from_two_params), 2),
+    }
+    model = keras.Model(inputs, heads)
+    flow = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), layers.IndependentNormal(2, "sample"),
+                             layers.AutoregressiveTransform(layers.AutoregressiveNetwork(2, event_shape=[2], hidden_units=[4]))])
+    export.export_model(model, tmp_path / "heads")
+    export.export_model(flow, tmp_path / "flow", statistics="sample")
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    expected = {f"{name}_{statistic}": getattr(distribution, statistic)().numpy()
+                for name, distribution in model(x).items() for statistic in ("mean", "stddev")}
+    script = textwrap.dedent(f"""
+        import sys
+        for name in ("tfvae", "tensorflow_probability"):
+            sys.modules[name] = None
+        import numpy as np, tensorflow as tf
+        x = tf.constant(np.load({str(tmp_path / "x.npy")!r}))
+        heads = tf.saved_model.load({str(tmp_path / "heads")!r}).signatures["serving_default"](x=x)
+        flow = tf.saved_model.load({str(tmp_path / "flow")!r}).signatures["serving_default"](x=x)
+        np.save({str(tmp_path / "out.npy")!r}, {{"heads": {{k: v.numpy() for k, v in heads.items()}},
+                                               "flow": {{k: v.numpy() for k, v in flow.items()}}}}, allow_pickle=True)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.load(tmp_path / "out.npy", allow_pickle=True).item()
+    assert set(served["heads"]) == set(expected)
+    for key, value in expected.items():
+        np.testing.assert_allclose(served["heads"][key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert set(served["flow"]) == {"sample"} and served["flow"]["sample"].shape == (5, 2)
+    assert np.all(np.isfinite(served["flow"]["sample"]))
+
+
+@keras.saving.register_keras_serializable(package="tfvae_tests_export")
+def normal_from_two_params(t):
+    return tfd.Normal(loc=t[..., 0], scale=tf.math.softplus(t[..., 1]) + 1e-3)

@@ -201,7 +201,7 @@ def _statistics_of(output, name, statistics):
     return results
 
 
-STATISTICS = ("mean", "stddev", "variance", "mode")
+STATISTICS = ("mean", "stddev", "variance", "mode", "sample")  # "sample": a fresh draw per request
 
 
 def export_model(model, path, statistics=("mean", "stddev"), overwrite=False, verbose=False):
@@ -210,8 +210,9 @@ def export_model(model, path, statistics=("mean", "stddev"), overwrite=False, ve
     For models built from tfvae's layers (a VAE has `export`). One signature,
     `serving_default`: inputs as the model's inputs (`x: [B, ...]` for one
     unnamed input, else the `keras.Input` names), outputs the `statistics` of
-    each distribution output (`mean`, `stddev`, ..., prefixed `NAME_` for a
-    dict output `NAME`) and each tensor output as it is. The SavedModel runs
+    each distribution output (`mean`, `stddev`, `variance`, `mode`, or
+    `sample`, a fresh draw per request; prefixed `NAME_` for a dict output
+    `NAME`) and each tensor output as it is. The SavedModel runs
     without tfvae or TFP, and the write is atomic, as for `export`.
 
     Raises:

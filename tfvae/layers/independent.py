@@ -224,7 +224,15 @@ class IndependentNormal(_ScaledElementwiseLayer):
       scale_floor: float > 0 added to every scale.
 
     Input `[batch, 2 * prod(event_shape)]`; output a distribution with batch
-    shape `[batch]` and event shape `event_shape`.
+    shape `[batch]` and event shape `event_shape`:
+
+        p(y | x) = prod_j N(y_j; mu_j, sigma_j^2),  sigma_j = softplus(r_j) + scale_floor
+
+    Example (heteroscedastic regression):
+
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(IndependentNormal.params_size(2)),
+                                  IndependentNormal(2)])
+        model.compile("adam", loss=tfvae.losses.NegativeLogLikelihood())  # y: [batch, 2]
     """
 
     family = staticmethod(independent_normal)
@@ -296,7 +304,13 @@ class MultivariateNormalTriL(DistributionLayer):
       scale_floor: float > 0 added to the Cholesky diagonal (TFP: 1e-5).
 
     Input `[batch, n + n (n + 1) / 2]`; output batch shape `[batch]`, event
-    shape `[n]`.
+    shape `[n]`: N(mu, L L^T), L lower triangular with diagonal softplus + floor.
+
+    Example (a correlated 2-D target):
+
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(MultivariateNormalTriL.params_size(2)),
+                                  MultivariateNormalTriL(2)])
+        model(x).covariance()  # [batch, 2, 2]
     """
 
     def __init__(self, event_size, convert_to_tensor_fn="mean", validate_args=False, scale_floor=1e-3, **kwargs):
@@ -344,7 +358,12 @@ class IndependentBernoulli(_ElementwiseLayer):
         ones that feed straight back into a network), as in TFP.
 
     Input `[batch, prod(event_shape)]` logits (any shape with that many values
-    per example); output batch shape `[batch]`, event shape `event_shape`.
+    per example); output batch shape `[batch]`, event shape `event_shape`:
+    p(x) = prod_j sigmoid(l_j)^x_j (1 - sigmoid(l_j))^(1 - x_j).
+
+    Example (a decoder for binary 28x28 images):
+
+        decoder = keras.Sequential([keras.Input((16,)), keras.layers.Dense(784), IndependentBernoulli((28, 28, 1))])
     """
 
     def __init__(self, event_shape=(), convert_to_tensor_fn="mean", sample_dtype=None, validate_args=False, **kwargs):
@@ -380,7 +399,11 @@ class IndependentGaussian(DistributionLayer):
       scale_floor: float > 0 added to a learned scale.
 
     Input `[batch, prod(event_shape)]` means; output batch shape `[batch]`,
-    event shape `event_shape`.
+    event shape `event_shape`: p(x) = prod_j N(x_j; mu_j, sigma_j^2).
+
+    Example (a decoder for real-valued 32x32x3 images, scale learned):
+
+        decoder = keras.Sequential([keras.Input((16,)), keras.layers.Dense(3072), IndependentGaussian((32, 32, 3))])
     """
 
     def __init__(self, event_shape, scale=None, scale_floor=1e-3, **kwargs):
