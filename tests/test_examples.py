@@ -42,8 +42,19 @@ def test_mixture_density_network_recovers_both_branches():
 
 
 def test_tfp_vae_example_ported_reaches_the_elbo_of_tfvae_vae(tfds_data_dir):
-    """Same networks, images and steps: the port's ELBO within 5 nats of tfvae.VAE's (measured: 0.3 apart)."""
+    """Same networks, images and steps: the port's ELBO at most 5 nats below tfvae.VAE's.
+
+    Measured: 0.3 nats below on MNIST; 6.3 above on the tests' fake data.
+    """
     results = load_example("vae").run(quick=True, data_dir=tfds_data_dir)
-    assert abs(results["port_test_elbo"] - results["tfvae_test_elbo"]) < 5.0, results
+    assert results["port_test_elbo"] > results["tfvae_test_elbo"] - 5.0, results
     for name in ("port_test_elbo", "tfvae_test_elbo"):
         assert results[name] > results["untrained_test_elbo"] + 100, results
+
+
+def test_bayesian_flipout_classifier_learns_and_is_less_sure_of_unseen_images(tfds_data_dir):
+    results = load_example("bayesian_classifier").run(quick=True, data_dir=tfds_data_dir)
+    assert results["last_loss"] < results["first_loss"] and results["kl_per_example"] > 0, results
+    assert results["accuracy"] > 0.85, results  # measured 0.918 on MNIST (3,000 training images, 10 epochs)
+    assert results["accuracy"] >= results["accuracy_one_pass"] - 0.01, results
+    assert results["entropy_fashion_mnist"] > 1.5 * results["entropy_mnist"], results  # measured 0.86 vs 0.35

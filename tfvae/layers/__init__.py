@@ -72,7 +72,15 @@ from tfvae.layers.kl import KLDivergenceAddLoss, KLDivergenceRegularizer
 from tfvae.layers.mixture import MixtureLogistic, MixtureNormal, MixtureSameFamily
 from tfvae.layers.variable import VariableLayer
 from tfvae.layers.variational import DenseFlipout, DenseLocalReparameterization, DenseReparameterization
-from tfvae.layers.variational_fns import default_loc_scale_fn, default_mean_field_normal_fn, default_multivariate_normal_fn
+from tfvae.layers.variational_fns import (
+    LocScale,
+    MeanFieldNormal,
+    ScaledKLDivergence,
+    default_loc_scale_fn,
+    default_mean_field_normal_fn,
+    default_multivariate_normal_fn,
+    kl_divergence_fn,
+)
 
 __all__ = [
     "AutoregressiveNetwork",
@@ -98,6 +106,9 @@ __all__ = [
     "IndependentNormalWeights",
     "IndependentPoisson",
     "KLDivergenceAddLoss",
+    "LocScale",
+    "MeanFieldNormal",
+    "ScaledKLDivergence",
     "KLDivergenceRegularizer",
     "MeanConvertibleIndependent",
     "MeanConvertibleMultivariateNormalTriL",
@@ -122,6 +133,7 @@ __all__ = [
     "independent_logistic",
     "independent_normal",
     "independent_poisson",
+    "kl_divergence_fn",
     "initial_scale",
     "initial_scale_initializer",
     "make_dense_autoregressive_masks",
