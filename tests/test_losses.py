@@ -185,7 +185,10 @@ def test_distribution_loss_hands_the_function_the_distribution_as_tfp_layers_did
     assert model.evaluate(x, y, verbose=0) == pytest.approx(float(reference(y, model(x))), rel=1e-5)
     restored = serialized_round_trip(wrapped)
     assert restored.fn is negloglik and restored.name == "negloglik"
+    anonymous = DistributionLoss(lambda y, d: -d.log_prob(y))
+    assert anonymous.name == "distribution_loss"  # "<lambda>" is no TF name scope
+    np.testing.assert_allclose(anonymous(y, model(x)), reference(y, model(x)), rtol=1e-6)
     with pytest.raises(ValueError, match="cannot be saved: its `fn`.*not registered"):
-        DistributionLoss(lambda y, d: -d.log_prob(y)).get_config()
+        anonymous.get_config()
     with pytest.raises(TypeError, match="`fn` must be a callable"):
         DistributionLoss("nll")

@@ -59,3 +59,12 @@ def test_serving_snippet_runs_as_written():
 def test_ci_runs_the_readme_test_command():
     command = re.search(r"## Tests\n\n    (.+)\n", README).group(1)
     assert command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_migrated_tfp_layers_program_runs_and_learns_the_growing_noise():
+    section = README.split("A `tfp.layers` program, migrated", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    low, high = (float(v) for v in re.search(r"\[\s*([0-9.e-]+)\s+([0-9.e-]+)\s*\]", result.stdout).groups())
+    assert low == pytest.approx(0.1, abs=0.05) and high == pytest.approx(0.5, abs=0.12), result.stdout

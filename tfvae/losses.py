@@ -1,5 +1,7 @@
 """Losses for Keras models whose output is a `tfd.Distribution`."""
 
+import re
+
 import keras
 import tensorflow as tf
 
@@ -63,7 +65,9 @@ class DistributionLoss(keras.losses.Loss):
             raise TypeError(f"`fn` must be a callable (y_true, distribution) -> [batch] losses; received {fn!r}.")
         if reduction not in _REDUCTIONS:
             raise ValueError(f"`reduction` must be one of {_REDUCTIONS}; received {reduction!r}.")
-        super().__init__(name=name or getattr(fn, "__name__", "distribution_loss"), reduction=reduction, dtype=dtype)
+        function_name = getattr(fn, "__name__", "")
+        default_name = function_name if re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*", function_name) else "distribution_loss"
+        super().__init__(name=name or default_name, reduction=reduction, dtype=dtype)
         self.fn = fn
 
     def call(self, y_true, y_pred):
