@@ -298,3 +298,17 @@ def test_event_shapes_are_checked_naming_the_argument():
             layers.IndependentLogistic(bad)
     with pytest.raises(ValueError, match=r"`event_size` must be a positive int or a non-empty tuple"):
         layers.MultivariateNormalTriL(())
+
+
+@pytest.mark.parametrize("make_layer, num_params, event_shape", LAYER_CASES)
+def test_layer_trains_under_xla_and_predicts_its_conversion(make_layer, num_params, event_shape):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    layer = make_layer()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(num_params), layer])
+    y = model(x).sample(seed=(1, 2)).numpy()  # a target the model can fit exactly
+    model.layers[0].set_weights([w + 0.5 for w in model.layers[0].get_weights()])
+    model.compile(keras.optimizers.Adam(0.05), loss=NegativeLogLikelihood(), jit_compile=True)
+    history = model.fit(x, y, epochs=10, batch_size=16, verbose=0).history["loss"]
+    assert np.isfinite(history).all() and history[-1] < history[0]
+    np.testing.assert_allclose(model.predict(x, verbose=0), model(x).mean(), rtol=1e-5, atol=1e-6)

@@ -168,7 +168,13 @@ def test_conversions_and_distribution_lambda_reload_in_a_fresh_process(tmp_path)
         "lambda": layers.DistributionLambda(normal_from_two_params, convert_to_tensor_fn="sample")(keras.layers.Dense(2)(inputs)),
         "logistic": layers.IndependentLogistic(2, convert_to_tensor_fn=mean_plus_stddev)(hidden),
         "poisson": layers.IndependentPoisson(4, convert_to_tensor_fn="mode")(hidden),
+        "normal": layers.IndependentNormal(2, scale_floor=0.01)(hidden),
+        "bernoulli": layers.IndependentBernoulli((2, 2))(hidden),
+        "gaussian": layers.IndependentGaussian((2, 2))(hidden),
+        "tril": layers.MultivariateNormalTriL(2, "stddev")(keras.layers.Dense(5)(inputs)),
     })
+    gaussian = next(layer for layer in model.layers if isinstance(layer, layers.IndependentGaussian))
+    gaussian.raw_scale.assign(np.full((2, 2), 0.3, np.float32))  # a weight of the distribution layer itself
     model.save(tmp_path / "model.keras")
     expected = {name: tf.convert_to_tensor(d).numpy() for name, d in model(x).items() if name != "lambda"}
     expected["lambda_mean"] = model(x)["lambda"].mean().numpy()
