@@ -88,3 +88,69 @@ def test_killed_right_after_an_epoch_checkpoint_resumes_to_the_uninterrupted_wei
 
     training.train(training.read_config(tmp_path / "killed"), tmp_path / "whole", data_dir=tfds_data_dir, verbose=0)
     _assert_same_weights(tmp_path / "killed" / "model.keras", tmp_path / "whole" / "model.keras")
+
+
+def _no_space():
+    return OSError(28, "No space left on device")
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint_says_so_and_resumes(tmp_path, tfds_data_dir, monkeypatch):
+    """ENOSPC part-way through the second checkpoint: the first stays the latest and loadable, and resume finishes."""
+    import pathlib
+
+    import pytest
+    import tensorflow as tf
+
+    config = training.TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=2, batch_size=50,
+                                     max_examples=200, checkpoint_every=2, steps_per_execution=1)
+    out = tmp_path / "run"
+    real_write = tf.train.Checkpoint._write  # what tf.train.CheckpointManager.save calls
+    writes = []
+
+    def second_write_fails(self, file_prefix, options=None):
+        writes.append(file_prefix)
+        if len(writes) == 1:
+            return real_write(self, file_prefix, options=options)
+        pathlib.Path(f"{file_prefix}.index").write_bytes(b"half an index")  # what a full disk leaves
+        raise _no_space()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tf.train.Checkpoint, "_write", second_write_fails)
+        with pytest.raises(OSError, match=r"Could not write the checkpoint to resume at epoch 2, step 0 in .*checkpoints.*\(No space "
+                                          r"left on device\); the previous checkpoint, ckpt-1, is kept.*--resume"):
+            training.train(config, out, data_dir=tfds_data_dir, verbose=0)
+    checkpoints = out / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(checkpoints)))  # intact and readable
+    assert any("step_in_epoch" in name for name in reader.get_variable_to_shape_map())
+    assert not (out / "model.keras").exists()
+
+    summary = training.train(None, out, data_dir=tfds_data_dir, resume=True, verbose=0)  # the disk has room again
+    assert summary["epochs_done"] == 2 and (out / "model.keras").is_file()
+
+
+def test_a_failed_model_write_keeps_the_previous_model_and_says_so(tmp_path, monkeypatch):
+    import pathlib
+
+    import pytest
+
+    from tfvae.training import run_dir
+
+    vae = training.build_vae(training.TrainingConfig(latent_dim=2), (28, 28, 1))
+    path = tmp_path / "model.keras"
+    run_dir.save_model_atomically(vae, path)
+    saved_bytes = path.read_bytes()
+
+    def half_written_model(self, filepath, *args, **kwargs):
+        pathlib.Path(filepath).write_bytes(b"PK half a zip")
+        raise _no_space()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.Model, "save", half_written_model)
+        with pytest.raises(OSError, match=r"Could not write the model to .*model.keras.*No space left on device.*the "
+                                          r"previous model there is kept"):
+            run_dir.save_model_atomically(vae, path)
+        with pytest.raises(OSError, match=r"Could not write the model to .*other.keras.*nothing was written"):
+            run_dir.save_model_atomically(vae, tmp_path / "other.keras")
+    assert path.read_bytes() == saved_bytes and keras.models.load_model(path) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]  # no partial files

@@ -129,3 +129,52 @@ def test_a_killed_worker_stops_the_other_and_both_resume_to_the_single_process_w
     assert len(resumed_weights) == len(single_weights) >= 10
     for resumed_value, single_value in zip(resumed_weights, single_weights):
         np.testing.assert_allclose(resumed_value, single_value, rtol=1e-3, atol=1e-4)
+
+
+FAILING_JOB = pathlib.Path(__file__).with_name("failing_worker_job.py")
+LINGER_S = 120  # how long the failed worker's process stays alive: far longer than the bound below
+STOP_BOUND_S = 20  # README, "When things go wrong": the other workers stop within seconds (measured: under 1 s)
+
+
+def test_a_worker_that_raises_stops_the_other_within_seconds_naming_it_and_both_resume(tmp_path, tfds_data_dir):
+    out, scratch = tmp_path / "run", tmp_path / "scratch"
+    scratch.mkdir()
+    ports = [_free_port(), _free_port()]
+    workers = []
+    for index, extra in ((0, []), (1, ["--fail-at-epoch", "1", "--linger", str(LINGER_S)])):
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
+        environment = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+                       "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(scratch)}
+        workers.append(subprocess.Popen(
+            python_with_data(str(FAILING_JOB), str(out), *data_dir_args(tfds_data_dir), *extra),
+            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    survivor, failed = workers
+    try:
+        survivor_output = survivor.communicate(timeout=TIMEOUT_S)[0]
+        failed.kill()  # it would linger for LINGER_S more
+        failed_output = failed.communicate(timeout=30)[0]
+    finally:
+        for process in workers:
+            process.kill()
+            process.wait()
+    failed_at = float(re.search(r"failed at ([0-9.]+)", failed_output).group(1))
+    stopped_at, error = re.search(r"stopped at ([0-9.]+): (.*)", survivor_output).groups()
+    assert float(stopped_at) - failed_at < STOP_BOUND_S, survivor_output[-3000:]
+    assert error.startswith("WorkerLostError: A worker stopped:")
+    assert "worker 1 failed: RuntimeError: a bug in worker 1's callback" in error
+    assert "Restart every worker with resume=True (--resume)" in error
+    assert "stopped at" in failed_output and "RuntimeError" in failed_output
+
+    ports = [_free_port(), _free_port()]
+    resumed = [_start_worker(index, ports, scratch, "train", "--resume", "--out", str(out), "--strategy", "multi_worker",
+                             *data_dir_args(tfds_data_dir), "--verbose", "2") for index in (0, 1)]
+    for output in _finish(resumed):
+        epoch, step = map(int, re.search(r"Resuming at epoch (\d+), step (\d+)", output).groups())
+        assert (epoch, step) >= (1, 0)  # from the checkpoint after the first epoch, not from scratch
+    assert [row.split(",")[0] for row in (out / "history.csv").read_text().splitlines()[1:]] == ["0", "1"]
+
+
+def test_tensorflow_still_offers_the_private_call_that_reports_a_failure_to_the_cluster():
+    from tensorflow.python.eager import context
+
+    assert callable(context.context().report_error_to_cluster)

@@ -13,6 +13,28 @@ import tensorflow as tf
 logger = logging.getLogger(__name__)
 
 
+def checkpoint_write_error(manager, epoch, step, error):
+    """An OSError saying that the checkpoint to resume at (`epoch`, `step`) could not be written, and what was kept.
+
+    Removes the failed checkpoint's partial files; `tf.train.CheckpointManager`
+    records a checkpoint (in the atomically written `checkpoint` file) only
+    after its files are complete, so the previous one stays the latest.
+    """
+    directory = pathlib.Path(manager.directory)
+    kept = {pathlib.Path(prefix).name for prefix in manager.checkpoints}
+    for partial in directory.glob("ckpt-*"):
+        if partial.name.split(".")[0].split("_temp")[0] not in kept:
+            (tf.io.gfile.rmtree if partial.is_dir() else tf.io.gfile.remove)(str(partial))
+    reason = getattr(error, "strerror", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    previous = (f"the previous checkpoint, {pathlib.Path(manager.latest_checkpoint).name}, is kept"
+                if manager.latest_checkpoint else "no earlier checkpoint exists")
+    return OSError(
+        getattr(error, "errno", None),
+        f"Could not write the checkpoint to resume at epoch {epoch + 1}, step {step} in {str(directory)!r} ({reason}); "
+        f"{previous}. Free space and continue with resume=True (--resume).",
+    )
+
+
 class TrainingPosition:
     """Where a run is: the epoch and the step within it that run next.
 
@@ -106,7 +128,10 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
         if self.steps_per_epoch and step >= self.steps_per_epoch:
             epoch, step = epoch + 1, 0  # the epoch's last step: resume at the next epoch
         self.position.set(epoch, step)
-        self.manager.save()
+        try:
+            self.manager.save()
+        except (OSError, tf.errors.OpError) as error:
+            raise checkpoint_write_error(self.manager, epoch, step, error) from error
 
     def on_train_end(self, logs=None):
         self.restore_interrupt_handler()
@@ -156,8 +181,15 @@ class KeepBestValidation(keras.callbacks.Callback):
             if self.write:
                 partial = self.path.with_name(f".partial-{self.path.name}")
                 partial.parent.mkdir(parents=True, exist_ok=True)
-                self.model.save_weights(partial)
-                os.replace(partial, self.path)
+                try:
+                    self.model.save_weights(partial)
+                    os.replace(partial, self.path)
+                except OSError as error:
+                    partial.unlink(missing_ok=True)
+                    kept = "the previous best weights are kept" if self.path.exists() else "none were written before"
+                    raise OSError(error.errno, f"Could not write the best weights (epoch {epoch + 1}) to {str(self.path)!r} "
+                                               f"({error.strerror or error}); {kept}. Free space and continue with "
+                                               "resume=True (--resume).") from error
         elif epoch - int(self.best_epoch) >= self.patience:
             logger.info("No better validation ELBO for %d epochs: stopping after epoch %d; keeping epoch %d's weights.",
                         self.patience, epoch + 1, int(self.best_epoch) + 1)

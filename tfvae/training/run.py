@@ -34,7 +34,7 @@ from tfvae.training import run_dir as run_files
 from tfvae.training.callbacks import CheckpointAndInterrupt, KeepBestValidation, TrainingPosition
 from tfvae.training.config import load_data
 from tfvae.training.figures import write_figures
-from tfvae.training.strategies import WorkerLostError, collective_failure_reason, images_for_fit
+from tfvae.training.strategies import WorkerLostError, collective_failure_reason, images_for_fit, report_failure_to_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +217,11 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
             f"A worker stopped: {collective_failure_reason(error)} Restart every worker with resume=True (--resume) "
             f"to continue from the last checkpoint in {str(out_dir / run_files.CHECKPOINT_DIR)!r}."
         ) from error
+    except Exception as error:
+        # Every worker sees the same NaN loss (it is all-reduced), so only other errors are this worker's own.
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and not isinstance(error, NonFiniteLossError):
+            report_failure_to_cluster(strategy, error)
+        raise
     finally:
         checkpointing.restore_interrupt_handler()  # Keras skips on_train_end when fit raises
     wall_time = time.perf_counter() - started

@@ -67,6 +67,9 @@ def save_model_atomically(vae, path):
     try:
         vae.save(temporary)
         temporary.replace(path)
+    except OSError as error:  # a full disk, a lost mount: say so, and what is kept
+        kept = "the previous model there is kept" if path.exists() else "nothing was written"
+        raise OSError(error.errno, f"Could not write the model to {str(path)!r} ({error.strerror or error}); {kept}.") from error
     finally:
         temporary.unlink(missing_ok=True)
 
