@@ -1,20 +1,24 @@
-"""The figures of a run: samples, reconstructions, latent space and loss curves."""
+"""The figures of a run: samples, reconstructions, latent space, loss curves, interpolations, traversals."""
 
 import pathlib
 
 import numpy as np
 
 from tfvae import plots
+from tfvae.models import latent_paths
 from tfvae.training.config import load_data
 from tfvae.training.run_dir import FIGURES, load_run
 
 
 def write_figures(vae, dataset, has_labels, history, out_dir, num_latent_points=5000):
-    """Writes the four figures of a run (`FIGURES`) into `out_dir`; returns their paths.
+    """Writes the figures of a run (`FIGURES`) into `out_dir`; returns their paths.
 
     `dataset` yields the batches whose reconstructions and latent codes are
     drawn (`(images, labels)` when `has_labels`); `history` is
-    `{metric: [value per epoch]}`.
+    `{metric: [value per epoch]}`. interpolations.png: one row per pair of
+    images (0 and 1, 2 and 3, ...), from the first image's reconstruction to
+    the second's in 10 steps; traversals.png: one row per latent dimension,
+    the 10 most active first, each set to -3, ..., 3 around image 0's code.
     """
     out_dir = pathlib.Path(out_dir)
     images, labels = [], []
@@ -33,7 +37,17 @@ def write_figures(vae, dataset, has_labels, history, out_dir, num_latent_points=
         plots.reconstruction_pairs(images[:16], vae.reconstruct(images[:16]).numpy(), out_dir / FIGURES[1], num_pairs=16),
         plots.latent_scatter(vae.encode(images).mean().numpy(), out_dir / FIGURES[2], labels=labels),
         plots.loss_curves(history, out_dir / FIGURES[3]),
+        plots.image_grid(_rows(latent_paths.interpolations(vae, images[0:16:2], images[1:16:2])), out_dir / FIGURES[4],
+                         num_columns=10),
+        plots.image_grid(_rows(latent_paths.traversals(vae, images[0], images[:1000])[0]), out_dir / FIGURES[5],
+                         num_columns=9),
     ]
+
+
+def _rows(grid):
+    """`[rows, columns, *image_shape]` as `[rows * columns, *image_shape]` NumPy, row by row."""
+    grid = np.asarray(grid)
+    return grid.reshape(-1, *grid.shape[2:])
 
 
 def sample_images(run_dir, num_images, out_path, seed=None):

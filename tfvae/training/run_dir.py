@@ -25,7 +25,7 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 BEST_WEIGHTS_FILE = "best.weights.h5"  # in CHECKPOINT_DIR
-FIGURES = ("samples.png", "reconstructions.png", "latent_space.png", "loss_curves.png")
+FIGURES = ("samples.png", "reconstructions.png", "latent_space.png", "loss_curves.png", "interpolations.png", "traversals.png")
 
 
 def prepare_run_directory(out_dir, resume=False, overwrite=False):
