@@ -6,7 +6,8 @@
     logs/           TensorBoard logs
     checkpoints/    model, optimizer, seed state and position while unfinished, and
                     best.weights.h5, the best epoch's weights, with early stopping
-    samples.png, reconstructions.png, latent_space.png, loss_curves.png
+    samples.png, reconstructions.png, latent_space.png, loss_curves.png,
+    interpolations.png, traversals.png    the figures (training/figures.py)
     metrics.json    test ELBO and its parts, wall time, examples per second
 """
 
