@@ -19,6 +19,29 @@ import pytest  # noqa: E402
 import tfvae  # noqa: E402, F401
 from tests import mock_data  # noqa: E402
 
+try:
+    import hypothesis  # noqa: E402
+except ImportError:  # the property tests (tests/test_properties*.py) skip themselves
+    hypothesis = None
+else:
+    # The property tests: the same examples on every run (derandomized, no
+    # example database), no per-example deadline (TensorFlow's first calls
+    # trace), and fixtures shared by a test's examples are fine.
+    hypothesis.settings.register_profile(
+        "tfvae",
+        derandomize=True,
+        database=None,
+        deadline=None,
+        print_blob=False,
+        suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture, hypothesis.HealthCheck.too_slow,
+                               hypothesis.HealthCheck.data_too_large, hypothesis.HealthCheck.filter_too_much],
+    )
+    # A longer, random search for local runs: `pytest --hypothesis-profile=tfvae-search` with
+    # TFVAE_PROPERTY_EXAMPLES=10 (ten times each property's examples; see tests/test_properties.py).
+    hypothesis.settings.register_profile("tfvae-search", parent=hypothesis.settings.get_profile("tfvae"),
+                                         derandomize=False)
+    hypothesis.settings.load_profile("tfvae")
+
 
 @pytest.fixture(autouse=True)
 def seeded():

@@ -134,3 +134,15 @@ def test_bernoulli_likelihood_on_grey_pixels_is_refused_by_the_command(tmp_path,
     code = cli.main(["train", "--dataset", "mnist", "--binarize", "none", "--out", str(tmp_path / "run")])
     assert code == cli.EXIT_USAGE and "needs binary pixels" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_grey_level_likelihoods_refuse_values_outside_zero_to_one_saying_how_to_fix_it():
+    from tfvae import inputs, layers
+
+    for likelihood in (layers.IndependentContinuousBernoulli((2,))(np.zeros((1, 2), np.float32)),
+                       layers.DiscretizedLogisticMixture((2,))(np.zeros((1, layers.DiscretizedLogisticMixture.params_size((2,))),
+                                                                        np.float32))):
+        with pytest.raises(ValueError, match=r"outside the \w+ likelihood's support \(.*\[0, 1\]\), e.g. 1.5\. Scale the "
+                                             r"data to \[0, 1\], or pass check_support=False"):
+            inputs.check_support(np.array([[0.5, 1.5]], np.float32), likelihood)
+        inputs.check_support(np.array([[0.0, 1.0]], np.float32), likelihood)  # in the support: no error

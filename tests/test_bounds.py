@@ -220,3 +220,36 @@ def test_iwae_bound_with_5000_samples_is_within_005_nats_of_log_marginal(linear_
 def test_warmed_up_beta_rises_linearly_to_beta_and_stays():
     steps = tf.range(6)
     np.testing.assert_allclose(bounds.warmed_up_beta(2.0, steps, 4), [0.5, 1.0, 1.5, 2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("call, argument", [
+    (lambda: bounds.bits_per_dim(100.0, 0), "num_dimensions"),  # ZeroDivisionError
+    (lambda: bounds.warmed_up_beta(1.0, 3, 0), "warmup_steps"),  # ZeroDivisionError
+    (lambda: bounds.importance_weighted_bound_from_chunks(tf.zeros([1, 2]), 0), "k"),  # "math domain error"
+])
+def test_counts_of_zero_are_refused_by_name(call, argument):
+    with pytest.raises(ValueError, match=f"`{argument}` must be an int >= 1; received 0"):
+        call()
+
+
+def test_kl_per_dimension_sums_to_tfps_kl_and_matches_the_closed_form():
+    posterior = tfd.Independent(tfd.Normal(loc=[[0.5, -1.0], [0.0, 2.0]], scale=[[0.7, 1.3], [1.0, 0.2]]), 1)
+    prior = tfd.Independent(tfd.Normal(loc=[0.1, 0.0], scale=[1.0, 2.0]), 1)
+    by_dimension = bounds.kl_per_dimension(posterior, prior).numpy()
+    assert by_dimension.shape == (2, 2)
+    np.testing.assert_allclose(by_dimension.sum(-1), tfd.kl_divergence(posterior, prior), rtol=1e-6)
+    m, t, u, s = 0.5, 0.7, 0.1, 1.0  # example 0, dimension 0, by hand
+    assert by_dimension[0, 0] == pytest.approx(np.log(s / t) + (t**2 + (m - u) ** 2) / (2 * s**2) - 0.5, rel=1e-6)
+    mixture = tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]), tfd.Independent(tfd.Normal([[0.0], [1.0]], 1.0), 1))
+    with pytest.raises(ValueError, match=r"`prior` must be a diagonal Gaussian.*received MixtureSameFamily"):
+        bounds.kl_per_dimension(posterior, mixture)
+
+
+def test_free_bits_charge_lambda_for_quiet_dimensions_and_pass_no_gradient_there():
+    kl = tf.Variable([[0.1, 2.0, 0.5], [0.3, 4.0, 0.9]])  # batch means 0.2, 3.0, 0.7
+    with tf.GradientTape() as tape:
+        per_example = bounds.free_bits_kl(kl, 0.5)
+    np.testing.assert_allclose(per_example, [0.5 + 2.0 + 0.5, 0.5 + 4.0 + 0.9])
+    assert float(tf.reduce_mean(per_example)) == pytest.approx(max(0.5, 0.2) + max(0.5, 3.0) + max(0.5, 0.7))
+    np.testing.assert_array_equal(tape.gradient(per_example, kl), [[0, 1, 1], [0, 1, 1]])
+    np.testing.assert_allclose(bounds.free_bits_kl(kl, 0.0), tf.reduce_sum(kl, -1))  # lambda = 0: the plain KL

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 import tfvae
-from tfvae import cli, training
+from tfvae import architectures, cli, training
 from tests import mock_data
 from tests.helpers import python_with_data
 from tests.mock_data import data_dir_args
@@ -263,6 +263,38 @@ def test_evaluate_reports_nll_and_bits_per_dim_of_the_pretrained_model(tfds_data
     assert bits == pytest.approx(nll / (784 * np.log(2)), abs=1e-4)
     if not mock_data.mocking():
         assert 60 < nll < 120  # what an MLP VAE reaches on MNIST
+
+
+@pytest.mark.parametrize("likelihood", architectures.GREY_LEVEL_LIKELIHOODS)
+def test_train_with_a_grey_level_likelihood_learns_grey_mnist_under_xla(likelihood, tmp_path, tfds_data_dir, capsys):
+    out = tmp_path / likelihood
+    code = cli.main(["train", "--dataset", "mnist", "--likelihood", likelihood, "--epochs", "2", "--out", str(out), *TINY,
+                     *data_dir_args(tfds_data_dir)])
+    assert code == cli.EXIT_OK
+    vae, config = training.load_run(out)
+    assert (config.likelihood, config.binarize) == (likelihood, None)  # --binarize auto keeps the grey levels
+    assert vae.jit_compile is True  # the compile configuration it trained with
+    losses = [float(row.split(",")[3]) for row in (out / "history.csv").read_text().splitlines()[1:]]
+    assert np.all(np.isfinite(losses)) and losses[1] < losses[0], losses
+    printed = capsys.readouterr().out
+    rows = dict(re.findall(r"^  (\S.*?)\s{2,}(\S+)$", printed, flags=re.M))
+    metrics = json.loads((out / "metrics.json").read_text())
+    if likelihood in architectures.DISCRETE_GREY_LEVEL_LIKELIHOODS:
+        # The -ELBO bounds the discrete NLL from above: bits per dimension of 784 8-bit grey levels.
+        assert float(rows["test -ELBO (bits/dim)"]) == pytest.approx(-metrics["elbo"] / (784 * np.log(2)), abs=1e-4)
+        assert 0 < float(rows["test -ELBO (bits/dim)"]) < 8  # below uniform levels' 8 bits
+    else:
+        assert not any("bits/dim" in name for name in rows)
+
+
+def test_train_help_names_every_likelihood(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    start = help_text.rindex("--likelihood {")  # in the options, after the usage line
+    likelihood_help = help_text[start:help_text.index("--epochs", start)]
+    for name in architectures.LIKELIHOODS:
+        assert likelihood_help.count(name) >= 2, name  # among the choices, and explained
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "sample", "reconstruct", "export"])

@@ -360,3 +360,62 @@ def test_downloads_from_servers_that_answer_go_through_tfds_unchanged(monkeypatc
             data.downloads._tfds_downloader._open_url("https://bad/b", verify=True)
     assert calls == [("https://good/a", {"verify": False})]
     assert data.downloads._tfds_downloader._open_url("https://bad/c") == "opened"  # restored afterwards
+
+
+# Regressions from tests/test_properties.py ---------------------------------------------------------
+
+
+def test_float_images_with_nan_are_refused_by_name():
+    # NaN fails both comparisons of the [0, 1] check, so NaN images were accepted.
+    images = np.zeros([10, 2, 2, 1], np.float32)
+    images[3, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"Float `images` must lie in \[0, 1\]; received NaN values"):
+        data.from_array(images)
+
+
+@pytest.mark.parametrize("labels", [np.full(10, np.nan), np.linspace(0, 1, 10), np.full(10, "a")], ids=["nan", "floats", "strings"])
+def test_labels_that_are_not_integers_are_refused_by_name(labels):
+    # NaN labels became garbage int64s; strings were numpy's "invalid literal for int()".
+    with pytest.raises(ValueError, match="`labels` must be integers"):
+        data.from_array(np.zeros([10, 2, 2, 1], np.uint8), labels=labels)
+
+
+@pytest.mark.parametrize("fraction", [None, "a", float("nan"), True, -0.1, 1.0])
+def test_held_out_fractions_must_be_numbers_in_the_unit_interval(fraction):
+    # None and "a" were TypeErrors of `*` and `round`, NaN "cannot convert float NaN to integer".
+    with pytest.raises(ValueError, match=r"`validation_fraction` must be a number in \[0, 1\)"):
+        data.from_array(np.zeros([10, 2, 2, 1], np.uint8), validation_fraction=fraction)
+    with pytest.raises(ValueError, match=r"`test_fraction` must be a number in \[0, 1\)"):
+        data.from_array(np.zeros([10, 2, 2, 1], np.uint8), test_fraction=fraction)
+
+
+def test_batch_sizes_past_2_to_the_31_are_refused_by_name():
+    # 2**70 was accepted, then a StagingError (int64 overflow) when the first batch was read.
+    with pytest.raises(ValueError, match=r"`batch_size` must be an int <= 2\*\*31 - 1"):
+        data.from_array(np.zeros([10, 2, 2, 1], np.uint8), batch_size=2**70)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(directory=None), "`directory` must be a path"),  # pathlib's TypeError
+    (dict(directory=""), "`directory` must be a path"),  # read the working directory
+    (dict(image_size=None), "`image_size` must be"),  # "'NoneType' object is not iterable"
+    (dict(image_size=28), "`image_size` must be"),
+    (dict(image_size=(0, 4)), "`image_size` must be"),
+    (dict(color_mode="rgba"), r"`color_mode` must be one of \('grayscale', 'rgb'\)"),  # refused after reading every file
+    (dict(color_mode=np.array([1, 2])), "`color_mode` must be one of"),  # "truth value of an array ... is ambiguous"
+])
+def test_image_folder_arguments_are_refused_by_name_before_any_file_is_read(tmp_path, arguments, message):
+    tf.io.write_file(str(tmp_path / "0.png"), tf.io.encode_png(np.zeros([4, 4, 1], np.uint8)))
+    with pytest.raises(ValueError, match=message):
+        data.from_image_folder(**{"directory": tmp_path, "image_size": (2, 2), **arguments})
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    (dict(max_examples=True), ValueError, "`max_examples` must be None or an int >= 1; received True"),  # was 1
+    (dict(download="no"), TypeError, "`download` must be True or False"),  # was truthy: a download
+    (dict(name=["mnist"]), ValueError, r"Unknown dataset \['mnist'\]"),  # was "unhashable type"
+    (dict(binarize=np.array(["dynamic"])), ValueError, "`binarize` must be one of"),  # "truth value ... ambiguous"
+])
+def test_load_refuses_bad_arguments_by_name_before_reading_data(arguments, error, message):
+    with pytest.raises(error, match=message):
+        data.load(**{"name": "mnist", "data_dir": "/nonexistent/tfvae-data", "download": False, **arguments})

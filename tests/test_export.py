@@ -120,6 +120,48 @@ def test_export_loads_without_tfvae_or_tfp_and_matches_keras(exported, tmp_path)
         assert outputs[(batch, "sample")]["images"].shape == (batch, *IMAGE_SHAPE)
 
 
+def test_grey_level_likelihoods_export_and_serve_their_mean_and_parameters_without_tfvae_or_tfp(tmp_path):
+    parameters = {"normal": {"loc", "scale"}, "continuous_bernoulli": {"logits"},
+                  "discretized_logistic_mixture": {"mixture_logits", "loc", "scale"}}
+    assert set(parameters) == set(architectures.GREY_LEVEL_LIKELIHOODS)
+    vaes = {name: tfvae.VAE(architectures.mlp_encoder(IMAGE_SHAPE, 3, hidden_units=(16,)),  # untrained is enough
+                            architectures.mlp_decoder(3, IMAGE_SHAPE, hidden_units=(16,), likelihood=name))
+            for name in parameters}
+    for name, vae in vaes.items():
+        vae.export(tmp_path / name, verbose=False)
+    inputs = _inputs(3)
+    np.save(tmp_path / "inputs.npy", inputs, allow_pickle=True)
+    script = textwrap.dedent(f"""
+        import sys
+        for name in ("tfvae", "tensorflow_probability"):
+            sys.modules[name] = None  # importing them now fails
+        import numpy as np, tensorflow as tf
+        inputs = np.load({str(tmp_path / "inputs.npy")!r}, allow_pickle=True).item()
+        outputs = {{}}
+        for likelihood in {sorted(parameters)!r}:
+            model = tf.saved_model.load({str(tmp_path)!r} + "/" + likelihood)
+            for name, arguments in inputs.items():
+                result = model.signatures[name](**{{k: tf.constant(v) for k, v in arguments.items()}})
+                outputs[(likelihood, name)] = {{k: v.numpy() for k, v in result.items()}}
+        np.save({str(tmp_path / "outputs.npy")!r}, outputs, allow_pickle=True)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = np.load(tmp_path / "outputs.npy", allow_pickle=True).item()
+    for likelihood, vae in vaes.items():
+        decoded = outputs[(likelihood, "decode")]
+        assert set(decoded) == {"mean"} | parameters[likelihood], likelihood
+        base = vae.decode(inputs["decode"]["z"]).distribution
+        expected = {"mean": vae.decode(inputs["decode"]["z"]).mean(), **{key: getattr(base, key) for key in parameters[likelihood]}}
+        for name in ("reconstruct", "elbo", "sample"):
+            expected.update({f"{name}/{key}": value for key, value in _keras_outputs(vae, name, inputs[name]).items()})
+        served = {**decoded, **{f"{name}/{key}": value for name in ("reconstruct", "elbo", "sample")
+                                for key, value in outputs[(likelihood, name)].items()}}
+        for key, value in expected.items():
+            np.testing.assert_allclose(served[key], value, rtol=1e-5, atol=1e-5, err_msg=f"{likelihood}: {key}")
+    assert decoded["mixture_logits"].shape == (3, *IMAGE_SHAPE, architectures.DISCRETIZED_COMPONENTS)
+
+
 def test_graph_has_no_python_ops_and_every_signature_compiles_with_xla(exported):
     _, path, _ = exported
     model = tf.saved_model.load(str(path))
@@ -418,3 +460,34 @@ def test_every_distribution_layer_exports_and_serves_without_tfvae_or_tfp(tmp_pa
 @keras.saving.register_keras_serializable(package="tfvae_tests_export")
 def normal_from_two_params(t):
     return tfd.Normal(loc=t[..., 0], scale=tf.math.softplus(t[..., 1]) + 1e-3)
+
+
+# Regressions from tests/test_properties_model.py ---------------------------------------------------
+
+
+def _snapshot(directory):
+    return sorted((str(p.relative_to(directory)), p.stat().st_size) for p in pathlib.Path(directory).rglob("*"))
+
+
+def test_bad_paths_models_and_statistics_are_refused_by_name_before_anything_is_written(tmp_path):
+    vae = tfvae.VAE(architectures.mlp_encoder(IMAGE_SHAPE, 3, hidden_units=(4,)),
+                    architectures.mlp_decoder(3, IMAGE_SHAPE, hidden_units=(4,)))
+    (tmp_path / "a_file").write_text("not a folder")
+    before = _snapshot(tmp_path)
+    cases = [  # (call, error, message); each was a raw TypeError or AttributeError, or a FileExistsError from mkdir
+        (lambda: export.export(vae, None), TypeError, "`path` must be a str or pathlib.Path"),
+        (lambda: export.export(vae, b"serving/1"), TypeError, "`path` must be a str or pathlib.Path"),
+        (lambda: export.export(vae, ""), ValueError, "`path` must name the SavedModel folder"),  # was "'.' already exists"
+        (lambda: export.export(vae, tmp_path / "a_file" / "1"), NotADirectoryError, "`path` .* lies under .*a_file"),
+        (lambda: export.export(vae, tmp_path / "out", overwrite="yes"), TypeError, "`overwrite` must be True or False"),
+        (lambda: export.export(vae.encoder, tmp_path / "out"), TypeError, "`vae` must be a tfvae.VAE"),
+        (lambda: export.export_model(None, tmp_path / "out"), TypeError, "`model` must be a Functional or Sequential"),
+        (lambda: export.export_model(vae, tmp_path / "out"), TypeError, r"vae\.export\(path\)"),
+        (lambda: export.export_model(vae.encoder, tmp_path / "out", statistics=None), ValueError, "`statistics` must be"),
+        (lambda: export.export_model(vae.encoder, tmp_path / "out", statistics={"mean": 1}), ValueError, "`statistics` must be"),
+        (lambda: export.export_model(vae.encoder, tmp_path / "a_file"), FileExistsError, "`path` .* already exists"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+    assert _snapshot(tmp_path) == before

@@ -312,3 +312,51 @@ def test_layer_trains_under_xla_and_predicts_its_conversion(make_layer, num_para
     history = model.fit(x, y, epochs=10, batch_size=16, verbose=0).history["loss"]
     assert np.isfinite(history).all() and history[-1] < history[0]
     np.testing.assert_allclose(model.predict(x, verbose=0), model(x).mean(), rtol=1e-5, atol=1e-6)
+
+
+# Regressions from tests/test_properties.py (bad input found by hypothesis) -------------------------
+
+
+@pytest.mark.parametrize("event_shape", [b"x", {}, {2: 3}, {2}, "22"])
+def test_event_shape_of_bytes_text_dicts_or_sets_is_refused_by_name(event_shape):
+    # b"x" was read as (120,) and {} as a scalar event.
+    with pytest.raises(ValueError, match="`event_shape` must be a positive int or"):
+        layers.IndependentNormal(event_shape)
+
+
+@pytest.mark.parametrize("make_layer", [lambda: layers.IndependentGaussian(10**12), lambda: layers.IndependentNormal((2**16, 2**16)),
+                                        lambda: layers.OneHotCategorical(2**31)])
+def test_event_shapes_past_2_to_the_31_values_are_refused_before_any_memory_is_asked_for(make_layer):
+    # IndependentGaussian(10**12) was a ResourceExhaustedError (a 3.6 TiB variable).
+    with pytest.raises(ValueError, match=r"`event_(shape|size)` is too large: .* more than the 2147483647"):
+        make_layer()
+
+
+@pytest.mark.parametrize("sample_dtype", [3, True, 2.0, "string", "complex64"])
+def test_bernoulli_sample_dtype_must_name_an_integer_float_or_bool_dtype(sample_dtype):
+    # tf.as_dtype(3) is int32 (the enum value): 3 was silently int32, "string" failed only when sampling.
+    with pytest.raises(ValueError, match="`sample_dtype` must be None or an integer, float or bool dtype"):
+        layers.IndependentBernoulli(2, sample_dtype=sample_dtype)
+    assert layers.IndependentBernoulli(2, sample_dtype="bool").sample_dtype == "bool"
+
+
+@pytest.mark.parametrize("inputs", [np.full([3, 4], "a"), np.zeros([3, 4], np.complex64)], ids=["strings", "complex"])
+def test_inputs_that_are_not_real_numbers_are_refused_by_name(inputs):
+    # Strings were an UnimplementedError (Cast string to float); complex numbers lost their imaginary part.
+    with pytest.raises(TypeError, match=r"`inputs` must hold real numbers .* received dtype (string|complex64)"):
+        layers.IndependentNormal(2)(inputs)
+
+
+def test_a_scalar_input_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"needs `inputs` of shape \[batch, \.\.\.\]"):
+        layers.IndependentPoisson()(np.float32(1.0))
+
+
+@pytest.mark.parametrize("make_layer, argument", [
+    (lambda: layers.IndependentNormal(2, scale_floor=1e300), "scale_floor"),  # an infinite float32 floor
+    (lambda: layers.IndependentGaussian(2, scale=1e39), "scale"),
+])
+def test_numbers_past_float32s_largest_are_refused_by_name(make_layer, argument):
+    with pytest.raises(ValueError, match=rf"`{argument}` must be at most 3\.40282e\+38 \(float32's largest number\)"):
+        make_layer()
+

@@ -179,3 +179,12 @@ def test_fit_under_xla_lowers_the_loss_and_predict_gives_class_probabilities(kin
     assert predicted.shape == (128, 3)
     np.testing.assert_allclose(predicted, model(x).mean(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predicted.sum(-1), np.ones(128), rtol=1e-5)
+
+
+@pytest.mark.parametrize("sample_dtype", [3, 1.0, "bool", "string"])
+def test_sample_dtype_given_as_a_number_or_a_non_numeric_dtype_is_refused_by_name(sample_dtype):
+    # 3 was accepted as int32 (tf.as_dtype reads ints as enum values).
+    with pytest.raises(ValueError, match="`sample_dtype` must be None or an integer or float dtype"):
+        categorical.OneHotCategorical(3, sample_dtype=sample_dtype)
+    with pytest.raises(ValueError, match="`dtype` must be None or an integer or float dtype"):
+        categorical.OneHotCategorical.new(np.zeros([1, 3], np.float32), 3, dtype=sample_dtype)

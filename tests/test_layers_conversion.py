@@ -198,3 +198,10 @@ def test_conversions_and_distribution_lambda_reload_in_a_fresh_process(tmp_path)
     assert reloaded.pop("lambda_type") == "SampleConvertibleNormal"
     for name, value in expected.items():
         np.testing.assert_allclose(reloaded[name], value, rtol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("identifier", [{"a": 1}, {}, {"class_name": "function", "config": "nope", "module": "x"}])
+def test_a_dict_that_is_not_a_serialized_function_is_refused_by_name(identifier):
+    # {"a": 1} recursed until RecursionError: deserializing it returns the dict itself.
+    with pytest.raises(TypeError, match="`convert_to_tensor_fn` must be one of"):
+        layers.IndependentNormal(2, convert_to_tensor_fn=identifier)

@@ -495,3 +495,52 @@ def test_inputs_of_the_wrong_size_are_refused_after_build():
     layer(np.ones([1, 3], np.float32))
     with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 3"):
         layer(np.ones([1, 4], np.float32))
+
+
+# Regressions from tests/test_properties.py ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [b"", "posterior", 3, {"not": "a serialized function"}])
+def test_a_kernel_posterior_fn_that_is_not_callable_is_refused_by_name(value):
+    # b"" and "posterior" were Keras' "Could not parse config", naming no argument.
+    with pytest.raises(TypeError, match="`kernel_posterior_fn` must be a callable"):
+        variational.DenseReparameterization(2, kernel_posterior_fn=value)
+    with pytest.raises(TypeError, match="`make_posterior_fn` must be a callable"):
+        dense_variational.DenseVariational(2, value, dense_variational.prior_trainable)
+
+
+@pytest.mark.parametrize("make_layer", [lambda: variational.DenseFlipout(2, seed=1),
+                                        lambda: dense_variational.DenseVariational(
+                                            2, dense_variational.posterior_mean_field, dense_variational.prior_trainable)])
+def test_string_inputs_are_refused_by_name(make_layer):
+    # Were an UnimplementedError (Cast string to float).
+    with pytest.raises(TypeError, match="`inputs` must hold real numbers"):
+        make_layer()(np.full([2, 3], "a"))
+
+
+def test_a_kernel_past_2_to_the_31_values_is_refused_when_built():
+    # units=2**30 passes the count check, but a [4, 2**30] kernel is 16 GiB: refused before it is allocated.
+    for layer in (variational.DenseFlipout(2**30), dense_variational.DenseVariational(
+            2**30, dense_variational.posterior_mean_field, dense_variational.prior_trainable)):
+        with pytest.raises(ValueError, match=r"`units` is too large: it makes a tensor of shape \(4, 1073741824\)"):
+            layer.build((None, 4))
+    with pytest.raises(ValueError, match=r"`units` must be an int <= 2147483647"):
+        variational.DenseFlipout(2**31)
+
+
+@pytest.mark.parametrize("seed", [2**63, -2**63 - 1, "1", 1.0])
+def test_seeds_outside_int64_or_not_ints_are_refused_by_name(seed):
+    # 2**63 was Keras' "Can't convert Python sequence with out-of-range integer" from its SeedGenerator.
+    with pytest.raises(ValueError, match=r"`seed` must be None or an int in \[-2\*\*63, 2\*\*63\)"):
+        variational.DenseFlipout(2, seed=seed)
+
+
+def test_kl_weight_and_scale_floor_past_float32s_largest_are_refused_by_name():
+    # kl_weight=3.4028235677973366e38 built, then its call failed: "Can't convert Python sequence with a value out of
+    # range for a double-precision float".
+    with pytest.raises(ValueError, match=r"`kl_weight` must be at most 3\.40282e\+38"):
+        dense_variational.DenseVariational(2, dense_variational.posterior_mean_field, dense_variational.prior_trainable,
+                                           kl_weight=3.4028235677973366e38)
+    with pytest.raises(ValueError, match=r"`scale_floor` must be at most 3\.40282e\+38"):
+        dense_variational.IndependentNormalWeights(3, scale_floor=1e39)
+

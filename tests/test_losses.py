@@ -192,3 +192,39 @@ def test_distribution_loss_hands_the_function_the_distribution_as_tfp_layers_did
         anonymous.get_config()
     with pytest.raises(TypeError, match="`fn` must be a callable"):
         DistributionLoss("nll")
+
+
+# Regressions from tests/test_properties.py ---------------------------------------------------------
+
+
+def test_targets_and_weights_that_are_not_real_numbers_are_refused_by_name():
+    # Strings were an UnimplementedError (Cast string to float); complex numbers lost their imaginary part.
+    distribution = layers.IndependentNormal(2)(np.zeros([3, 4], np.float32))
+    loss = NegativeLogLikelihood()
+    with pytest.raises(TypeError, match="`y_true` must hold real numbers"):
+        loss(np.full([3, 2], "a"), distribution)
+    with pytest.raises(TypeError, match="`y_true` must hold real numbers"):
+        loss(np.zeros([3, 2], np.complex64), distribution)
+    with pytest.raises(TypeError, match="`sample_weight` must hold real numbers"):
+        loss(np.zeros([3, 2], np.float32), distribution, sample_weight=np.full([3], "a"))
+    with pytest.raises(TypeError, match="`y_true` must be a tensor or array of numbers"):
+        loss(None, distribution)
+
+
+def test_nan_targets_and_weights_are_refused_by_name_when_called_eagerly():
+    distribution = layers.IndependentNormal(2)(np.zeros([3, 4], np.float32))
+    loss = NegativeLogLikelihood()
+    with pytest.raises(ValueError, match="`y_true` holds NaN or infinite values"):
+        loss(np.full([3, 2], np.nan, np.float32), distribution)
+    with pytest.raises(ValueError, match="`sample_weight` holds NaN or infinite values, e.g. inf"):
+        loss(np.zeros([3, 2], np.float32), distribution, sample_weight=np.array([1.0, np.inf, 1.0]))
+
+
+def test_a_zero_weight_leaves_out_an_example_with_an_infinite_loss():
+    # 0 * inf was NaN: the target 1.28e19 has -log p = inf in float32.
+    distribution = layers.IndependentNormal(2)(np.zeros([3, 4], np.float32))
+    y_true = np.zeros([3, 2], np.float32)
+    y_true[0, 0] = 1.28e19
+    value = NegativeLogLikelihood()(y_true, distribution, sample_weight=np.array([0.0, 1.0, 1.0], np.float32))
+    expected = NegativeLogLikelihood(reduction="sum")(y_true[1:], layers.IndependentNormal(2)(np.zeros([2, 4], np.float32))) / 3
+    np.testing.assert_allclose(value, expected, rtol=1e-6)

@@ -467,3 +467,101 @@ def test_kl_warmup_step_equals_a_step_with_the_warmed_up_beta():
 def test_bad_kl_warmup_is_refused_by_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
         _vae(**kwargs)
+
+
+# Regressions from tests/test_properties_model.py ---------------------------------------------------
+
+
+def test_constructor_arguments_of_the_wrong_type_are_refused_by_name():
+    encoder = architectures.mlp_encoder(IMAGE_SHAPE, 2, hidden_units=(4,))
+    decoder = architectures.mlp_decoder(2, IMAGE_SHAPE, hidden_units=(4,))
+    cases = [  # each was accepted, or an AttributeError / "truth value of an array is ambiguous"
+        (dict(prior=0), TypeError, "`prior` must be None or a tfvae.priors.Prior"),
+        (dict(encoder=None), TypeError, "`encoder` must be a Keras model"),
+        (dict(decoder="decoder"), TypeError, "`decoder` must be a Keras model"),
+        (dict(beta=float("inf")), ValueError, "`beta` must be finite"),
+        (dict(beta=1e300), ValueError, r"`beta` must be at most 3\.40282e\+38"),  # inf in the float32 loss
+        (dict(check_support="no"), TypeError, "`check_support` must be True or False"),
+        (dict(stop_on_non_finite=None), TypeError, "`stop_on_non_finite` must be True or False"),
+        (dict(kl=np.array([1, 2])), ValueError, "`kl` must be one of"),
+        (dict(objective=["elbo"]), ValueError, "`objective` must be one of"),
+        (dict(k=2**31), ValueError, r"`k` must be an int <= 2147483647"),
+    ]
+    for arguments, error, message in cases:
+        with pytest.raises(error, match=message):
+            tfvae.VAE(**{"encoder": encoder, "decoder": decoder, **arguments})
+    assert tfvae.VAE(encoder, decoder, check_support=np.bool_(False)).check_support is False
+
+
+@pytest.mark.parametrize("method", ["predict", "evaluate", "fit"])
+def test_none_instead_of_images_is_refused_by_name(method):
+    # Was Keras' KeyError 'pop from an empty set'.
+    vae = _vae()
+    vae.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="`x` is required"):
+        getattr(vae, method)(None, verbose=0)
+
+
+BAD_IMAGES = {  # what elbo, log_likelihood and reconstruct received unchecked
+    "strings": (np.full([2, *IMAGE_SHAPE], "a"), r"`x` must hold numbers; received dtype string"),  # UnimplementedError
+    "complex": (np.ones([2, *IMAGE_SHAPE], np.complex64), "`x` must hold numbers"),  # the imaginary part was dropped
+    "wrong shape": (np.zeros([2, 5, 5, 1], np.float32), r"`x` must have shape \[batch, 6, 6, 1\]"),  # InvalidArgumentError
+    "NaN": (np.full([2, *IMAGE_SHAPE], np.nan, np.float32), "`x` holds NaN or infinite values"),  # NaN results
+    "past float32": (np.full([2, *IMAGE_SHAPE], 1e300), "`x` holds NaN or infinite values"),  # inf once cast
+    "None": (None, "`x` must be a tensor or array of images"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IMAGES))
+@pytest.mark.parametrize("method", ["elbo", "log_likelihood", "reconstruct"])
+def test_bound_and_reconstruction_methods_refuse_bad_images_by_name(method, case):
+    x, message = BAD_IMAGES[case]
+    vae = _vae()
+    call = {"elbo": lambda: vae.elbo(x), "log_likelihood": lambda: vae.log_likelihood(x, k=2),
+            "reconstruct": lambda: vae.reconstruct(x)}[method]
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_predict_refuses_nan_images_by_name():
+    vae = _vae()
+    vae.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"`x` holds NaN or infinite values \(in float32\), e\.g\. nan"):
+        vae.predict(np.full([2, *IMAGE_SHAPE], np.nan, np.float32), verbose=0)
+
+
+def test_sample_refuses_counts_too_large_for_one_tensor_by_name():
+    # sample(10**12) asked TensorFlow for a [10**12, 6, 6, 1] tensor and hung or ran out of memory.
+    vae = _vae()
+    with pytest.raises(ValueError, match=r"`num_images` must be an int <= 2147483647"):
+        vae.sample(10**12)
+    with pytest.raises(ValueError, match=r"`num_images` is too large: it makes a tensor of shape \(100000000, 6, 6, 1\)"):
+        vae.sample(10**8)
+    with pytest.raises(ValueError, match="`num_images` must be an int >= 1; received -1"):
+        vae.sample(tf.constant(-1))
+    with pytest.raises(ValueError, match="`num_images` must be an int or a scalar int tensor"):
+        vae.sample(tf.constant(2.0))
+    assert vae.sample(tf.constant(3)).shape == (3, *IMAGE_SHAPE)
+
+
+def test_free_bits_charge_lambda_per_quiet_dimension_in_the_loss_and_log_the_true_kl():
+    x = _binary_images(32)
+    vae = _vae(latent_dim=3, free_bits=100.0)  # above every dimension's KL: each costs exactly lambda
+    vae.compile(optimizer=keras.optimizers.SGD(0.0))
+    logs = vae.fit(x, batch_size=32, epochs=1, verbose=0).history  # one step
+    assert logs["loss"][0] == pytest.approx(logs["reconstruction"][0] + 3 * 100.0, rel=1e-5)
+    assert logs["elbo"][0] == pytest.approx(-(logs["reconstruction"][0] + logs["kl"][0]), rel=1e-5)  # the true KL
+    assert logs["kl"][0] < 100.0
+    assert assert_config_round_trip(_vae(latent_dim=3, free_bits=0.25)).free_bits == 0.25
+
+
+def test_free_bits_need_the_elbo_a_diagonal_posterior_and_a_number():
+    with pytest.raises(ValueError, match=r"`free_bits` must be 0 with objective='iwae'; received 0.5"):
+        _vae(objective="iwae", free_bits=0.5)
+    for bad in (-1.0, float("inf"), "1", True):
+        with pytest.raises(ValueError, match=r"`free_bits` must be a finite number >= 0"):
+            _vae(free_bits=bad)
+    vae = _vae(latent_dim=2, posterior="multivariate_normal_tril", free_bits=0.5)
+    vae.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"Free bits need the KL of each latent dimension: `posterior` must be a diagonal"):
+        vae.fit(_binary_images(8), batch_size=8, epochs=1, verbose=0)

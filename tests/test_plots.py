@@ -225,3 +225,11 @@ def test_loss_curves_rejects_an_empty_history(tmp_path):
     for history in [{}, {"loss": []}]:
         with pytest.raises(ValueError, match="`history` must map metric names to non-empty lists"):
             plots.loss_curves(history, tmp_path / "empty.png")
+
+
+def test_compare_curves_draws_every_run_on_one_axes_at_its_documented_size(tmp_path):
+    path = plots.compare_curves({"a": [-100.0, -95.0, -93.0], "b": [-101.0, -94.0]}, tmp_path / "c.png", "validation ELBO")
+    image = matplotlib.image.imread(path)
+    assert image.shape[:2] == (400, 600)
+    with pytest.raises(ValueError, match="`curves` must map labels to non-empty lists"):
+        plots.compare_curves({"a": []}, tmp_path / "d.png", "x")

@@ -4,8 +4,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import layers, priors
+import tfvae
+from tfvae import architectures, layers, priors
 from tests.helpers import assert_config_round_trip, serialized_round_trip
+
+tfd = tfp.distributions
 
 
 def test_standard_normal_is_zero_mean_unit_scale():
@@ -191,3 +194,82 @@ def test_mixture_priors_refuse_bad_sizes_by_name(make, match):
 def test_mixture_prior_configs_round_trip():
     for prior in (priors.MixtureOfGaussians(3, 4, scale_floor=0.01, seed=2), priors.VampPrior(3, 5, (4, 4, 1), seed=1)):
         assert_config_round_trip(prior)
+
+
+def test_flow_prior_starts_as_the_standard_normal_and_stays_a_density():
+    prior = priors.FlowPrior(2, num_flows=2, hidden_units=(16,), seed=1)
+    z = np.random.default_rng(0).normal(size=(7, 2)).astype(np.float32)
+    standard = priors.StandardNormal(2).distribution()
+    np.testing.assert_allclose(prior.distribution().log_prob(z), standard.log_prob(z), rtol=1e-6, atol=1e-6)
+    # Monte Carlo KL against the flow (at its start) converges to the analytic KL against N(0, I).
+    posterior = tfd.Independent(tfd.Normal(loc=[0.5, -1.0], scale=[0.7, 1.3]), reinterpreted_batch_ndims=1)
+    samples = posterior.sample(20000, seed=(1, 2))
+    monte_carlo = posterior.log_prob(samples) - prior.distribution().log_prob(samples)
+    assert float(tf.reduce_mean(monte_carlo)) == pytest.approx(float(tfd.kl_divergence(posterior, standard)),
+                                                               abs=4 * float(tf.math.reduce_std(monte_carlo)) / np.sqrt(20000))
+    # Moved away from the identity, it still integrates to one (a 2-D grid over [-8, 8]^2).
+    for weight in prior.trainable_weights:
+        weight.assign(weight + 0.3 * tf.random.stateless_normal(weight.shape, seed=(3, 4)))
+    grid = np.linspace(-8, 8, 401, dtype=np.float32)
+    points = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
+    density = np.exp(prior.distribution().log_prob(points).numpy())
+    assert density.sum() * (grid[1] - grid[0]) ** 2 == pytest.approx(1.0, abs=0.02)
+    assert np.abs(prior.distribution().log_prob(z) - standard.log_prob(z)).max() > 0.1  # it did move
+
+
+def test_vae_with_a_flow_prior_trains_under_xla_saves_loads_and_samples(tmp_path):
+    vae = tfvae.VAE(architectures.mlp_encoder((4, 4, 1), 2, hidden_units=(8,)),
+                    architectures.mlp_decoder(2, (4, 4, 1), hidden_units=(8,)),
+                    prior=priors.get_prior("flow", 2, hidden_units=(8,)))
+    x = (np.random.default_rng(0).uniform(size=(64, 4, 4, 1)) > 0.5).astype(np.float32)
+    vae.compile(keras.optimizers.Adam(1e-2), jit_compile=True)
+    history = vae.fit(x, epochs=5, batch_size=16, verbose=0).history["loss"]
+    assert vae.kl_method == "monte_carlo" and history[-1] < history[0]
+    prior_weights = [w.numpy() for w in vae.prior.trainable_weights]
+    assert len(prior_weights) == 8 and any(np.abs(w).max() > 0 for w in prior_weights[-2:])  # the last layers learned
+    vae.save(tmp_path / "vae.keras")
+    restored = keras.models.load_model(tmp_path / "vae.keras")
+    z = np.random.default_rng(1).normal(size=(5, 2)).astype(np.float32)
+    np.testing.assert_allclose(restored.prior.distribution().log_prob(z), vae.prior.distribution().log_prob(z), rtol=1e-5)
+    assert restored.sample(3, seed=0).shape == (3, 4, 4, 1)
+    assert_config_round_trip(priors.FlowPrior(3, num_flows=3, hidden_units=(4, 4), seed=2))
+
+
+# Regressions from tests/test_properties.py ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("make_prior, argument", [
+    (lambda: priors.MixtureOfGaussians(2, 10**12), "num_components"),
+    (lambda: priors.MixtureOfGaussians(2**20, 2**12), "num_components"),
+    (lambda: priors.VampPrior(2, 10**12, (2, 2, 1)), "num_pseudo_inputs"),
+    (lambda: priors.VampPrior(2, 2**20, (64, 64, 1)), "num_pseudo_inputs"),
+    (lambda: priors.VampPrior(2, 3, 10**12), "input_shape"),
+    (lambda: priors.StandardNormal(10**12), "latent_dim"),
+])
+def test_priors_too_large_for_one_tensor_are_refused_by_name_before_any_memory_is_asked_for(make_prior, argument):
+    # Were a ResourceExhaustedError from TensorFlow's allocator (terabytes of variables).
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        make_prior()
+
+
+@pytest.mark.parametrize("latent_dim", [(2, 3), [4, 1]])
+def test_a_latent_dim_of_several_axes_is_refused_by_name(latent_dim):
+    # Was "too many values to unpack (expected 1)".
+    with pytest.raises(ValueError, match="`latent_dim` must be a positive int"):
+        priors.StandardNormal(latent_dim)
+
+
+@pytest.mark.parametrize("name", [["vamp"], {"a": 1}, None, 3])
+def test_get_prior_refuses_names_that_are_not_strings_by_name(name):
+    # A list or dict was "unhashable type", naming nothing.
+    with pytest.raises(ValueError, match=r"Unknown prior .*`name` must be one of them"):
+        priors.get_prior(name, 2)
+
+
+@pytest.mark.parametrize("seed", ["a", 1.5, True, (1, 2), 2**63])
+def test_initializer_seeds_must_be_none_or_an_int(seed):
+    # 2**63 was Keras' "Can't convert Python sequence with out-of-range integer", naming no argument.
+    with pytest.raises(ValueError, match="`seed` must be None or an int"):
+        priors.MixtureOfGaussians(2, 2, seed=seed)
+    with pytest.raises(ValueError, match="`seed` must be None or an int"):
+        priors.VampPrior(2, 2, (2, 2, 1), seed=seed)

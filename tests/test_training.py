@@ -27,13 +27,24 @@ def test_config_round_trips_through_json():
         ("early_stopping_patience", 0, r"`early_stopping_patience` must be an int >= 1; received 0"),
         ("epochs", -1, r"`epochs` must be an int >= 1; received -1"),
         ("batch_size", 0, r"`batch_size` must be an int >= 1; received 0"),
-        ("beta", 0.0, r"`beta` must be a number > 0; received 0.0"),
+        ("beta", 0.0, r"`beta` must be a finite number > 0; received 0.0"),
         ("binarize", "static", r"Unknown `binarize` 'static'"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value, match):
     with pytest.raises(ValueError, match=match):
         TrainingConfig(**{field: value})
+
+
+@pytest.mark.parametrize("likelihood", architectures.GREY_LEVEL_LIKELIHOODS)
+def test_grey_level_likelihoods_need_grey_levels_and_say_how_to_get_them(likelihood):
+    config = TrainingConfig(dataset="fashion_mnist", binarize=None, likelihood=likelihood)
+    assert TrainingConfig.from_json(config.to_json()) == config
+    with pytest.raises(ValueError, match=rf"likelihood='{likelihood}' models grey levels in \[0, 1\], but binarize='dynamic': "
+                                         r"use a grey dataset with binarize=None \(--binarize none\), or likelihood='bernoulli'"):
+        TrainingConfig(dataset="mnist", likelihood=likelihood)
+    with pytest.raises(ValueError, match=rf"likelihood='{likelihood}' models grey levels .* but 'binarized_mnist' is binary"):
+        TrainingConfig(dataset="binarized_mnist", binarize=None, likelihood=likelihood)
 
 
 def test_binarizing_binary_data_is_rejected():
@@ -230,8 +241,8 @@ def test_build_vae_makes_the_configured_prior():
             assert getattr(vae.prior, size_attribute) == size
     with pytest.raises(ValueError, match=r"`prior_components` applies to \['mixture_of_gaussians', 'vampprior'\], not prior='standard_normal'"):
         TrainingConfig(prior_components=3)
-    with pytest.raises(ValueError, match=r"Unknown `prior` 'flow'"):
-        TrainingConfig(prior="flow")
+    with pytest.raises(ValueError, match=r"Unknown `prior` 'laplace'"):
+        TrainingConfig(prior="laplace")
 
 
 def test_vampprior_run_starts_its_pseudo_inputs_at_the_first_training_images(tmp_path, tfds_data_dir):
@@ -269,3 +280,20 @@ def test_cosine_schedule_decays_to_zero_over_the_run_and_is_saved_with_the_model
     vae, saved = training.load_run(tmp_path)
     assert saved == config and int(vae.optimizer.iterations) == 8  # 2 epochs of 4 steps: the end of the curve
     assert float(vae.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_flow_prior_is_built_from_the_config():
+    from tfvae import priors, training
+
+    vae = training.build_vae(TrainingConfig(prior="flow", latent_dim=3, seed=4), (28, 28, 1))
+    assert isinstance(vae.prior, priors.FlowPrior) and vae.prior.seed == 4 and vae.prior.latent_dim == 3
+
+
+def test_free_bits_reach_the_vae_and_are_checked_in_the_config():
+    from tfvae import training
+
+    assert training.build_vae(TrainingConfig(objective="elbo", k=1, free_bits=0.5), (28, 28, 1)).free_bits == 0.5
+    with pytest.raises(ValueError, match=r"`free_bits` must be 0 with objective='iwae'"):
+        TrainingConfig(objective="iwae", free_bits=0.5)
+    with pytest.raises(ValueError, match=r"`free_bits` must be a finite number >= 0; received -1"):
+        TrainingConfig(free_bits=-1)

@@ -46,6 +46,8 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.layers.distribution import check_positive_int
+
 tfd = tfp.distributions
 
 KL_METHODS = ("auto", "analytic", "monte_carlo")
@@ -158,7 +160,7 @@ def importance_weighted_bound_from_chunks(chunk_logsumexps, k):
     hold k samples. Computing L_k this way keeps memory at one chunk, whatever
     k is: logsumexp over all k = logsumexp over the chunks' logsumexps.
     """
-    return tf.reduce_logsumexp(chunk_logsumexps, axis=0) - math.log(k)
+    return tf.reduce_logsumexp(chunk_logsumexps, axis=0) - math.log(check_positive_int("k", k))
 
 
 def per_example_loss(objective, terms, log_weights=None, beta=1.0):
@@ -191,7 +193,7 @@ def warmed_up_beta(beta, step, warmup_steps):
     `step` may be a tensor (the optimizer's iteration count); returns a
     float32 scalar tensor.
     """
-    progress = (tf.cast(step, tf.float32) + 1.0) / float(warmup_steps)
+    progress = (tf.cast(step, tf.float32) + 1.0) / float(check_positive_int("warmup_steps", warmup_steps))
     return beta * tf.minimum(1.0, progress)
 
 
@@ -212,4 +214,44 @@ def average_loss(per_example, sample_weight=None):
 
 def bits_per_dim(nll, num_dimensions):
     """A negative log-likelihood in nats per example as bits per dimension: nll / (D ln 2)."""
-    return nll / (num_dimensions * math.log(2))
+    return nll / (check_positive_int("num_dimensions", num_dimensions) * math.log(2))
+
+
+def kl_per_dimension(posterior, prior):
+    """The analytic KL of each latent dimension, `[batch, latent_dim]`, for factorized Gaussians.
+
+        KL_j = log(s_j / t_j) + (t_j^2 + (m_j - u_j)^2) / (2 s_j^2) - 1/2
+
+    for q(z_j|x) = N(m_j, t_j^2) and p(z_j) = N(u_j, s_j^2); their sum over j
+    is `tfd.kl_divergence(posterior, prior)`. Both must be
+    `tfd.Independent(tfd.Normal)` (a diagonal posterior, the standard or a
+    learned diagonal prior): the free-bits objective needs the KL by dimension.
+    """
+    def normal_of(distribution, argument):
+        base = distribution.distribution if isinstance(distribution, tfd.Independent) else None
+        if not isinstance(base, tfd.Normal):
+            raise ValueError(
+                f"Free bits need the KL of each latent dimension: `{argument}` must be a diagonal Gaussian "
+                f"(tfd.Independent(tfd.Normal)); received {type(distribution).__name__}."
+            )
+        return base
+
+    return tfd.kl_divergence(normal_of(posterior, "posterior"), normal_of(prior, "prior"))
+
+
+def free_bits_kl(kl_by_dimension, free_bits):
+    """Kingma et al. (2016)'s free-bits KL per example, `[batch]`, from `kl_by_dimension: [batch, latent_dim]`.
+
+    The objective's KL term is sum_j max(lambda, E_batch[KL_j]): a dimension
+    whose batch-mean KL is below lambda = `free_bits` (nats) costs lambda and
+    gets no gradient, so the optimizer may use it without paying for it until
+    it carries more than lambda nats. Spread over the examples as
+
+        KL'_i = sum_j (KL_ij if E_batch[KL_j] >= lambda else lambda)
+
+    whose batch mean is that term and whose gradients are its gradients.
+    """
+    batch_mean = tf.reduce_mean(kl_by_dimension, axis=0)  # [latent_dim]
+    floor = tf.cast(free_bits, kl_by_dimension.dtype)
+    clamped = tf.where(batch_mean[tf.newaxis] >= floor, kl_by_dimension, floor * tf.ones_like(kl_by_dimension))
+    return tf.reduce_sum(clamped, axis=-1)

@@ -10,10 +10,13 @@
 import argparse
 import dataclasses
 import logging
+import math
 import sys
 
+import tensorflow as tf
+
 import tfvae
-from tfvae import architectures, data, priors, training
+from tfvae import architectures, bounds, data, priors, training
 from tfvae import export as export_lib
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143  # 128 + SIGINT, SIGTERM
@@ -32,6 +35,8 @@ def _int_at_least(minimum, text):
         raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, received {text!r}") from None
     if value < minimum:
         raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, received {value}")
+    if value > 2**31 - 1:  # beyond it TensorFlow's int32 shapes and counts overflow
+        raise argparse.ArgumentTypeError(f"expected an integer <= 2**31 - 1, received {value}")
     return value
 
 
@@ -47,9 +52,19 @@ def _positive_float(text):
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, received {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, received {value}")
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, received {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, received {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, received {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, received {value}")
     return value
 
 
@@ -63,7 +78,9 @@ def build_parser():
     train.add_argument("--dataset", default="mnist", choices=DATASET_CHOICES)
     train.add_argument("--arch", default=DEFAULTS["arch"], choices=ARCH_CHOICES, help="encoder/decoder architecture")
     train.add_argument("--latent-dim", type=_positive_int, default=DEFAULTS["latent_dim"])
-    train.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOOD_CHOICES)
+    train.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOOD_CHOICES,
+                       help="p(x|z): bernoulli (binary pixels), gaussian (shared learned scale); for grey levels: normal "
+                            "(per-pixel mean and scale), continuous_bernoulli, discretized_logistic_mixture (8-bit, bits/dim)")
     train.add_argument("--epochs", type=_positive_int, default=None, help="default: 10, or the resumed run's")
     train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"])
     train.add_argument("--learning-rate", type=_positive_float, default=DEFAULTS["learning_rate"])
@@ -73,13 +90,17 @@ def build_parser():
     train.add_argument("--posterior", default="independent_normal", choices=sorted(architectures.POSTERIORS),
                        help="q(z|x): a diagonal Gaussian, or a full-covariance one (mean and Cholesky factor)")
     train.add_argument("--prior", default="standard_normal", choices=sorted(priors.PRIORS),
-                       help="p(z): N(0, I), a learned diagonal Gaussian, a mixture of Gaussians, or the VampPrior")
+                       help="p(z): N(0, I), a learned diagonal Gaussian, a mixture of Gaussians, the VampPrior, "
+                            "or a masked autoregressive flow on N(0, I)")
     train.add_argument("--prior-components", type=_positive_int, default=None, metavar="K",
                        help="Gaussians of mixture_of_gaussians (default 10) or pseudo-inputs of vampprior (default 500)")
     train.add_argument("--pseudo-inputs", default="random", choices=["random", "data"],
                        help="start the VampPrior's pseudo-inputs at N(0.05, 0.01^2) pixels or at the first training images")
     train.add_argument("--kl-warmup-epochs", type=_non_negative_int, default=0, metavar="EPOCHS",
                        help="raise the KL weight linearly from 0 to --beta over EPOCHS epochs (default: 0, none)")
+    train.add_argument("--free-bits", type=_non_negative_float, default=0.0, metavar="NATS",
+                       help="free bits: each latent dimension's KL costs at least NATS in the training loss "
+                            "(Kingma et al. 2016; default: 0, none)")
     train.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE", dest="early_stopping_patience",
                        help="stop after PATIENCE epochs without a better validation ELBO and keep the best epoch's model")
     train.add_argument("--objective", default=DEFAULTS["objective"], choices=["elbo", "iwae"],
@@ -87,7 +108,8 @@ def build_parser():
     train.add_argument("-k", type=_positive_int, default=DEFAULTS["k"], dest="k",
                        help="latent samples per example and step: the k of the IWAE bound L_k (with elbo, averaged)")
     train.add_argument("--binarize", default="auto", choices=["auto", "dynamic", "none"],
-                       help="binarize grey images afresh each epoch; auto: dynamic, except none for binarized_mnist")
+                       help="binarize grey images afresh each epoch; auto: dynamic, except none for binarized_mnist "
+                            "and the grey-level likelihoods")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--max-examples", type=_positive_int, default=None, help="use only the first N examples of each split")
     train.add_argument("--out", default=None, help="run directory (default: saved_models/DATASET_ARCH)")
@@ -142,9 +164,10 @@ def _train(args):
             config = dataclasses.replace(config, epochs=args.epochs)
         summary = training.train(config, args.out, data_dir=args.data_dir, resume=True, verbose=args.verbose,
                                  strategy=training.make_strategy(args.strategy))
-        return _report(summary, args.out)
+        return _report(summary, args.out, config)
     if args.binarize == "auto":
-        binarize = None if args.dataset == "binarized_mnist" else "dynamic"
+        grey_levels = args.likelihood in architectures.GREY_LEVEL_LIKELIHOODS
+        binarize = None if args.dataset == "binarized_mnist" or grey_levels else "dynamic"
     else:
         binarize = None if args.binarize == "none" else args.binarize
     config = training.TrainingConfig(
@@ -170,15 +193,16 @@ def _train(args):
         prior_components=args.prior_components,
         pseudo_inputs=args.pseudo_inputs,
         kl_warmup_epochs=args.kl_warmup_epochs,
+        free_bits=args.free_bits,
         early_stopping_patience=args.early_stopping_patience,
     )
     out = args.out or f"saved_models/{config.dataset}_{config.arch}"
     summary = training.train(config, out, data_dir=args.data_dir, overwrite=args.overwrite, verbose=args.verbose,
                              strategy=training.make_strategy(args.strategy))
-    return _report(summary, out)
+    return _report(summary, out, config)
 
 
-def _report(summary, out):
+def _report(summary, out, config):
     if summary["interrupted"]:
         print(f"Interrupted at epoch {summary['epochs_done'] + 1}, step {summary['step_in_epoch']}; checkpoint saved. "
               f"Continue with: tfvae train --out {out} --resume")
@@ -187,6 +211,8 @@ def _report(summary, out):
         ("test ELBO (nats)", f"{summary['elbo']:.2f}"),
         ("reconstruction (nats)", f"{summary['reconstruction']:.2f}"),
         ("KL (nats)", f"{summary['kl']:.2f}"),
+        *([("test -ELBO (bits/dim)", f"{_negative_elbo_bits_per_dim(summary, config):.4f}")]
+          if config.likelihood in architectures.DISCRETE_GREY_LEVEL_LIKELIHOODS else []),
         *([("best epoch (kept)", f"{summary['best_epoch']} of {summary['epochs_done']}")] if "best_epoch" in summary else []),
         ("wall time (s)", f"{summary['wall_time_s']:.1f}"),
         ("examples per second", f"{summary['examples_per_second']:.0f}"),
@@ -197,6 +223,11 @@ def _report(summary, out):
         print(f"\nTrained as a worker; the chief (worker 0) wrote {out}/")
     _print_table(rows)
     return EXIT_OK
+
+
+def _negative_elbo_bits_per_dim(summary, config):
+    """The test -ELBO, an upper bound on the NLL, in bits per dimension (for discrete likelihoods)."""
+    return bounds.bits_per_dim(-summary["elbo"], math.prod(data.DATASETS[config.dataset].image_shape))
 
 
 def _print_table(rows):
@@ -249,3 +280,7 @@ def main(argv=None):
     except (ValueError, OSError, data.DatasetUnavailableError, training.NonFiniteLossError, training.WorkerLostError) as error:
         print(f"tfvae {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE if isinstance(error, ValueError) else EXIT_FAILURE
+    except (MemoryError, tf.errors.ResourceExhaustedError) as error:  # a model or batch too large for this machine
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        print(f"tfvae {args.command}: error: out of memory ({reason}); use a smaller model or batch.", file=sys.stderr)
+        return EXIT_FAILURE

@@ -13,7 +13,7 @@ Signatures (method `tensorflow/serving/predict`; `B` is a free batch size,
 | signature | inputs | outputs |
 |---|---|---|
 | `serving_default`, `encode` | `x: float32 [B, *S]` | `mean`, `stddev`: float32 [B, d] (posterior) |
-| `decode` | `z: float32 [B, d]` | `mean: [B, *S]` and the likelihood's parameters (`logits`, or `loc` and `scale`) |
+| `decode` | `z: float32 [B, d]` | `mean: [B, *S]` and the likelihood's parameters (`logits`; or `loc` and `scale`; or `mixture_logits`, `loc`, `scale`: [B, *S, K] for a discretized logistic mixture) |
 | `reconstruct` | `x: float32 [B, *S]` | `reconstruction: [B, *S]` (mean of p(x\\|z) at the posterior mean) |
 | `sample` | `num_images: int32 []`, `seed: int32 [2]` | `images: [num_images, *S]` (means of p(x\\|z), z ~ p(z)) |
 | `elbo` | `x: float32 [B, *S]`, `seed: int32 [2]` | `elbo`, `reconstruction`, `kl`: float32 [B] |
@@ -40,7 +40,11 @@ SIGNATURE_NAMES = ("serving_default", "encode", "decode", "reconstruct", "sample
 
 
 def _likelihood_parameters(likelihood):
-    """The tensor parameters of p(x|z)'s per-element distribution, by name."""
+    """The tensor parameters of p(x|z)'s per-element distribution, by name.
+
+    `[B, *S]` each, or `[B, *S, K]` for the K components of a mixture per
+    element (`tfvae.layers.DiscretizedLogisticMixture`).
+    """
     base = getattr(likelihood, "distribution", likelihood)  # unwrap tfd.Independent
     return {
         name: tf.convert_to_tensor(value)
@@ -116,10 +120,37 @@ def load(path):
         raise ValueError(f"{str(path)!r} is not a readable SavedModel ({type(error).__name__}: {reason[:200]}).") from error
 
 
-def _check_finite_weights(model):
+def _check_finite_weights(model, argument):
     bad = [w.path for w in model.weights if w.dtype.startswith("float") and not np.all(np.isfinite(w.numpy()))]
     if bad:
-        raise ValueError(f"Refusing to export a model with non-finite weights in {bad}.")
+        raise ValueError(f"Refusing to export `{argument}`: it has non-finite weights in {bad}.")
+
+
+def _checked_path(path, overwrite):
+    """`path` as a `pathlib.Path` a SavedModel can be written to; raises before any work.
+
+    Raises:
+      TypeError: `path` is not a str or `os.PathLike`, or `overwrite` not a bool.
+      ValueError: `path` is empty.
+      FileExistsError: `path` exists and `overwrite` is False.
+      NotADirectoryError: a file stands where a folder of `path` must be
+        (an OSError, as the file system's own error would be).
+    """
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"`overwrite` must be True or False; received {overwrite!r}.")
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a str or pathlib.Path of the SavedModel folder; received {path!r}.")
+    if not str(path).strip():
+        raise ValueError(f"`path` must name the SavedModel folder; received {path!r}.")
+    path = pathlib.Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"`path` {str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"`path` {str(path)!r} lies under {str(parent)!r}, which is a file, not a folder.")
+            break
+    return path
 
 
 def export(vae, path, overwrite=False, verbose=False, input_signature=None):
@@ -129,16 +160,18 @@ def export(vae, path, overwrite=False, verbose=False, input_signature=None):
       verbose: print the signatures written, as `keras.Model.export` does.
       input_signature: None, or one `tf.TensorSpec` of the images `x`.
 
-    Raises:
+    Raises (all before anything is written):
       FileExistsError: `path` exists and `overwrite` is False (checked first).
+      NotADirectoryError, TypeError, ValueError: `path` lies under a file,
+        is not a path or is empty; `vae` is not a `tfvae.VAE`.
       ValueError: the model has NaN or infinite weights, or `input_signature`
         does not describe the model's images.
     """
-    path = pathlib.Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it.")
+    path = _checked_path(path, overwrite)
+    if not all(hasattr(vae, name) for name in ("encoder", "decoder", "prior", "elbo_terms")):
+        raise TypeError(f"`vae` must be a tfvae.VAE (for other Keras models use export_model); received {type(vae).__name__}.")
     functions = serving_functions(vae, input_signature)
-    _check_finite_weights(vae)
+    _check_finite_weights(vae, "vae")
     archive = keras.export.ExportArchive()
     # No archive.track(vae): the endpoints track the variables they use, and tracking the model too
     # would save every weight a second time (the Keras variables beside their tf.Variable copies).
@@ -215,19 +248,26 @@ def export_model(model, path, statistics=("mean", "stddev"), overwrite=False, ve
     `NAME`) and each tensor output as it is. The SavedModel runs
     without tfvae or TFP, and the write is atomic, as for `export`.
 
-    Raises:
+    Raises (all before anything is written):
       FileExistsError: `path` exists and `overwrite` is False.
+      NotADirectoryError, TypeError, ValueError: `path` lies under a file,
+        is not a path or is empty; `model` is not a keras.Model with inputs.
       ValueError: a statistic not in `STATISTICS` or not implemented by an
         output's distribution, or non-finite weights.
     """
-    path = pathlib.Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it.")
+    path = _checked_path(path, overwrite)
+    if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
+        hint = " (a tfvae.VAE has its own export: vae.export(path))" if hasattr(model, "elbo_terms") else ""
+        raise TypeError(
+            f"`model` must be a Functional or Sequential keras.Model with known inputs{hint}; received {type(model).__name__}."
+        )
+    if not isinstance(statistics, (str, list, tuple)):
+        raise ValueError(f"`statistics` must be a non-empty subset of {STATISTICS}; received {statistics!r}.")
     statistics = (statistics,) if isinstance(statistics, str) else tuple(statistics)
-    unknown = [statistic for statistic in statistics if statistic not in STATISTICS]
+    unknown = [statistic for statistic in statistics if not isinstance(statistic, str) or statistic not in STATISTICS]
     if not statistics or unknown:
         raise ValueError(f"`statistics` must be a non-empty subset of {STATISTICS}; received {statistics!r}.")
-    _check_finite_weights(model)
+    _check_finite_weights(model, "model")
     specs = _input_specs(model)
 
     def serve(*inputs):

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import _backend  # noqa: F401  (selects the TensorFlow backend)
+from tfvae.layers.likelihoods import DiscretizedLogisticMixtureDistribution
 
 tfd = tfp.distributions
 
@@ -30,10 +31,17 @@ def _finite(x, elementwise=False):
     return values if elementwise else tf.reduce_all(values)
 
 
-# What data each likelihood family accepts.
+def _unit_interval(x, elementwise=False):
+    values = tf.logical_and(x >= 0, x <= 1)
+    return values if elementwise else tf.reduce_all(values)
+
+
+# What data each likelihood family accepts, and how to get there.
 SUPPORT_CHECKS = {
-    tfd.Bernoulli: (_binary, "0 or 1"),
-    tfd.Normal: (_finite, "finite numbers"),
+    tfd.Bernoulli: (_binary, "0 or 1", "Binarize the data"),
+    tfd.Normal: (_finite, "finite numbers", "Remove or replace the NaN and infinite values"),
+    tfd.ContinuousBernoulli: (_unit_interval, "numbers in [0, 1]", "Scale the data to [0, 1]"),
+    DiscretizedLogisticMixtureDistribution: (_unit_interval, "grey levels in [0, 1]", "Scale the data to [0, 1]"),
 }
 
 
@@ -97,10 +105,10 @@ def check_batch(x, input_shape, likelihood=None):
 def check_support(x, likelihood):
     """Raises ValueError if `x` holds values outside `likelihood`'s support."""
     family = type(getattr(likelihood, "distribution", likelihood))
-    for base, (in_support, description) in SUPPORT_CHECKS.items():
+    for base, (in_support, description, remedy) in SUPPORT_CHECKS.items():
         if issubclass(family, base) and not bool(in_support(x)):
             outside = tf.boolean_mask(tf.reshape(x, [-1]), ~tf.reshape(in_support(x, elementwise=True), [-1]))
             raise ValueError(
                 f"`x` holds values outside the {base.__name__} likelihood's support ({description}), e.g. "
-                f"{float(outside[0])}. Binarize the data, or pass check_support=False to train on them anyway."
+                f"{float(outside[0])}. {remedy}, or pass check_support=False to train on them anyway."
             )

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from tfvae.layers import SERIALIZATION_PACKAGE
+from tfvae.layers.distribution import check_real_dtype
 
 _REDUCTIONS = ("sum_over_batch_size", "sum", "none", None)
 
@@ -15,6 +16,21 @@ def _shape_str(shape):
     if shape.rank is None:
         return "<unknown rank>"
     return "[" + ", ".join("None" if d is None else str(d) for d in shape) + "]"
+
+
+def check_finite(value, argument):
+    """Raises ValueError naming `argument` if an eager float `value` holds NaN or infinite numbers.
+
+    Only eager values are looked at (a loss called directly, or under
+    `run_eagerly=True`): in a compiled step the values are not known before
+    the step runs; a NaN loss there is for `keras.callbacks.TerminateOnNaN` to catch.
+    """
+    if not tf.executing_eagerly() or not value.dtype.is_floating:
+        return
+    finite = tf.math.is_finite(value)
+    if not bool(tf.reduce_all(finite)):
+        example = float(tf.boolean_mask(tf.reshape(value, [-1]), ~tf.reshape(finite, [-1]))[0])
+        raise ValueError(f"`{argument}` holds NaN or infinite values, e.g. {example}; a loss needs finite numbers.")
 
 
 def check_target_shape(y_true, distribution, argument="y_true"):
@@ -78,7 +94,9 @@ class DistributionLoss(keras.losses.Loss):
         with tf.name_scope(self.name):
             losses = tf.cast(self.call(y_true, y_pred), self.dtype)
             if sample_weight is not None:
-                losses = losses * self._per_example_weights(sample_weight, losses)
+                weights = self._per_example_weights(sample_weight, losses)
+                # A weight of 0 leaves an example out, even one whose loss is infinite (0 * inf is NaN).
+                losses = tf.where(tf.equal(weights, 0), tf.zeros_like(losses), losses * weights)
             if self.reduction in ("none", None):
                 return losses
             total = tf.reduce_sum(losses)
@@ -90,6 +108,8 @@ class DistributionLoss(keras.losses.Loss):
     @staticmethod
     def _per_example_weights(sample_weight, losses):
         """`sample_weight` as a tensor that multiplies `losses: [batch]`."""
+        sample_weight = _as_tensor(sample_weight, "sample_weight")
+        check_finite(sample_weight, "sample_weight")
         sample_weight = tf.cast(sample_weight, losses.dtype)
         shape = sample_weight.shape
         if shape.rank is None:
@@ -151,7 +171,18 @@ class NegativeLogLikelihood(DistributionLoss):
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 def negative_log_likelihood(y_true, distribution):
-    """Per-example -log p(y_true), `[batch]`, after checking `y_true`'s shape (`check_target_shape`)."""
-    y_true = tf.convert_to_tensor(y_true)
+    """Per-example -log p(y_true), `[batch]`, after checking `y_true`'s dtype, values and shape (`check_target_shape`)."""
+    y_true = _as_tensor(y_true, "y_true")
+    check_finite(y_true, "y_true")
     check_target_shape(y_true, distribution)
     return -distribution.log_prob(tf.cast(y_true, distribution.dtype))
+
+
+def _as_tensor(value, argument):
+    """`value` as a tensor of real numbers, or a TypeError naming `argument`."""
+    if not tf.is_tensor(value):
+        try:
+            value = tf.convert_to_tensor(value)
+        except (ValueError, TypeError):
+            raise TypeError(f"`{argument}` must be a tensor or array of numbers; received {type(value).__name__}.") from None
+    return check_real_dtype(value, argument)

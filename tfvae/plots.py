@@ -11,6 +11,7 @@ Pixel sizes are exact, whatever the user's matplotlibrc says:
 - `reconstruction_pairs`: `image_grid` with 2 rows and `min(num_pairs, batch)` columns.
 - `latent_scatter`: 600 x 600.
 - `loss_curves`: `400 * num_metrics` wide and 350 high.
+- `compare_curves`: 600 x 400.
 """
 
 import math
@@ -30,6 +31,7 @@ SCATTER_INCHES = (6, 6)  # -> 600 x 600 pixels at DPI
 CURVE_PANEL_INCHES = (4, 3.5)  # -> 400 x 350 pixels per metric at DPI
 TRAIN_COLOUR, VALIDATION_COLOUR = "tab:blue", "tab:orange"
 MAX_COLOUR_BAR_TICKS = 10
+COMPARE_INCHES = (6, 4)  # -> 600 x 400 pixels at DPI
 
 
 def _output_path(path):
@@ -274,4 +276,33 @@ def loss_curves(history, path):
         axes.set(title=name, xlabel="epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.legend()
+    return _save_figure(figure, path)
+
+
+def compare_curves(curves, path, ylabel, title=None, first_epoch=1):
+    """Writes several runs' per-epoch values of one metric on one set of axes, 600 x 400 pixels.
+
+    Args:
+        curves: a dict mapping each run's label to its list of per-epoch
+            floats (e.g. the `val_elbo` column of each run's history.csv).
+        path: the PNG to write.
+        ylabel: what the values are, e.g. "validation ELBO (nats)".
+        title: optional.
+        first_epoch: the epoch number of each list's first value (1: from
+            the start; larger to show only later epochs, at a finer scale).
+
+    Runs of different lengths share the x axis.
+
+    Returns:
+        The `pathlib.Path` written.
+    """
+    if not curves or not all(len(values) for values in curves.values()):
+        raise ValueError(f"`curves` must map labels to non-empty lists of per-epoch values; received {dict(curves)!r}.")
+    figure = Figure(figsize=COMPARE_INCHES, dpi=DPI, layout="constrained")
+    axes = figure.subplots()
+    for label, values in curves.items():
+        axes.plot(np.arange(first_epoch, first_epoch + len(values)), values, label=label)
+    axes.set(xlabel="epoch", ylabel=ylabel, title=title)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.legend()
     return _save_figure(figure, path)

@@ -2,8 +2,9 @@
 
 A prior is a layer so that its variables are tracked, trained and saved with
 the model that holds it: `StandardNormal`, `DiagonalNormal`,
-`MixtureOfGaussians` and `VampPrior` (whose components are the VAE encoder's
-posteriors at learned pseudo-inputs). `prior.distribution()` (or `prior()`) returns a
+`MixtureOfGaussians`, `VampPrior` (whose components are the VAE encoder's
+posteriors at learned pseudo-inputs) and `FlowPrior` (a masked autoregressive
+flow on a standard normal). `prior.distribution()` (or `prior()`) returns a
 distribution with batch shape `[]` and event shape `[latent_dim]`; it
 broadcasts against a posterior of batch shape `[batch]` in `tfd.kl_divergence`.
 
@@ -20,6 +21,7 @@ import tensorflow_probability as tfp
 
 from tfvae.layers import (
     SERIALIZATION_PACKAGE,
+    AutoregressiveNetwork,
     MeanConvertibleIndependent,
     as_event_shape,
     check_positive_int,
@@ -28,7 +30,10 @@ from tfvae.layers import (
     resolve_dtype,
     scale_bijector,
 )
+from tfvae.layers.distribution import check_num_elements
+from tfvae.layers.variational_base import check_seed
 
+tfb = tfp.bijectors
 tfd = tfp.distributions
 
 
@@ -42,7 +47,10 @@ class Prior(keras.layers.Layer):
 
     def __init__(self, latent_dim, dtype=None, **kwargs):
         super().__init__(dtype=resolve_dtype(dtype), **kwargs)
-        (self.latent_dim,) = as_event_shape(latent_dim, "latent_dim")
+        shape = as_event_shape(latent_dim, "latent_dim")
+        if len(shape) != 1:
+            raise ValueError(f"`latent_dim` must be a positive int (z is a vector); received {latent_dim!r}.")
+        (self.latent_dim,) = shape
         self.built = True
 
     def distribution(self):
@@ -122,8 +130,9 @@ class MixtureOfGaussians(Prior):
         super().__init__(latent_dim, **kwargs)
         self.num_components = check_positive_int("num_components", num_components)
         self.scale_floor = check_scale_floor(scale_floor)
-        self.seed = seed
+        self.seed = check_seed(seed)
         shape = (self.num_components, self.latent_dim)
+        check_num_elements("num_components", shape, num_components)
         self.logits = self.add_weight(shape=(self.num_components,), initializer="zeros", name="logits")
         self.loc = self.add_weight(shape=shape, initializer=keras.initializers.RandomNormal(seed=seed), name="loc")
         self.raw_scale = self.add_weight(shape=shape, initializer=initial_scale_initializer(self.scale_floor), name="raw_scale")
@@ -165,7 +174,8 @@ class VampPrior(Prior):
         super().__init__(latent_dim, **kwargs)
         self.num_pseudo_inputs = check_positive_int("num_pseudo_inputs", num_pseudo_inputs)
         self.input_shape_per_example = as_event_shape(input_shape, "input_shape")
-        self.seed = seed
+        self.seed = check_seed(seed)
+        check_num_elements("num_pseudo_inputs", (self.num_pseudo_inputs, *self.input_shape_per_example), num_pseudo_inputs)
         self.pseudo_inputs = self.add_weight(
             shape=(self.num_pseudo_inputs, *self.input_shape_per_example),
             initializer=keras.initializers.RandomNormal(mean=0.05, stddev=0.01, seed=seed), name="pseudo_inputs",
@@ -196,11 +206,68 @@ class VampPrior(Prior):
                 "input_shape": list(self.input_shape_per_example), "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class FlowPrior(Prior):
+    """A masked autoregressive flow on a standard normal: a prior as flexible as its networks.
+
+        z = f_F(...f_1(u)),  u ~ N(0, I);   log p(z) = log N(u; 0, I) - sum_f log |det df/du|
+
+    Each f is a masked autoregressive flow (MAF; Papamakarios et al., 2017)
+    whose shift and log-scale come from a MADE (`tfvae.layers.AutoregressiveNetwork`,
+    Germain et al., 2015), alternating left-to-right and right-to-left orders
+    so that every coordinate can depend on every other. Its density, what
+    training needs, costs one pass of each network; drawing z (`VAE.sample`)
+    costs `latent_dim` passes. Each MADE's last layer starts at zero, so the
+    prior starts as N(0, I), the standard VAE's, and learns from there. TFP
+    has no closed-form KL against a flow: the VAE uses the Monte Carlo KL.
+
+    Args:
+      latent_dim: int, the dimension of z.
+      num_flows: int >= 1, the number of MAF steps.
+      hidden_units: the hidden layer sizes of each MADE.
+      activation: of the MADEs' hidden layers.
+    """
+
+    def __init__(self, latent_dim, num_flows=2, hidden_units=(128, 128), activation="tanh", seed=None, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.num_flows = check_positive_int("num_flows", num_flows)
+        self.hidden_units = tuple(hidden_units) if isinstance(hidden_units, (list, tuple)) else hidden_units
+        self.activation = activation
+        self.seed = check_seed(seed)
+        self.networks = []
+        for index in range(self.num_flows):
+            network = AutoregressiveNetwork(
+                params=2, event_shape=[self.latent_dim], hidden_units=self.hidden_units, activation=activation,
+                input_order="left-to-right" if index % 2 == 0 else "right-to-left",
+                kernel_initializer=keras.initializers.GlorotUniform(seed=None if seed is None else seed + index),
+                dtype=self.dtype_policy, name=f"made_{index}",
+            )
+            network.build((None, self.latent_dim))
+            last = len(self.hidden_units)
+            for weight in network.weights:
+                if weight.name in (f"kernel_{last}", f"bias_{last}"):
+                    weight.assign(tf.zeros(weight.shape, weight.dtype))  # the flow starts as the identity
+            self.networks.append(network)
+
+    def distribution(self):
+        dtype = self.compute_dtype
+        base = tfd.Independent(tfd.Normal(loc=tf.zeros([self.latent_dim], dtype), scale=tf.ones([], dtype)),
+                               reinterpreted_batch_ndims=1)
+        # tfb.Chain applies its list last to first: the first network acts on u.
+        flows = [tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=network) for network in reversed(self.networks)]
+        return tfd.TransformedDistribution(base, tfb.Chain(flows))
+
+    def get_config(self):
+        return {**super().get_config(), "num_flows": self.num_flows, "hidden_units": list(self.hidden_units),
+                "activation": self.activation, "seed": self.seed}
+
+
 PRIORS = {
     "standard_normal": StandardNormal,
     "diagonal_normal": DiagonalNormal,
     "mixture_of_gaussians": MixtureOfGaussians,
     "vampprior": VampPrior,
+    "flow": FlowPrior,
 }
 
 
@@ -209,6 +276,6 @@ def get_prior(name, latent_dim, **kwargs):
 
     `get_prior("vampprior", 40, num_pseudo_inputs=500, input_shape=(28, 28, 1))`.
     """
-    if name not in PRIORS:
-        raise ValueError(f"Unknown prior {name!r}; known priors: {sorted(PRIORS)}.")
+    if not isinstance(name, str) or name not in PRIORS:
+        raise ValueError(f"Unknown prior {name!r}; known priors: {sorted(PRIORS)} (`name` must be one of them).")
     return PRIORS[name](latent_dim, **kwargs)

@@ -55,6 +55,8 @@ def stateless(seed, default=None, argument="seed"):
     if isinstance(seed, keras.random.SeedGenerator):
         return tf.cast(seed.next(), tf.int32)
     if _is_int(seed):
+        if not -2**31 <= int(seed) < 2**31:  # TensorFlow would wrap it silently (2**40 became seed 0)
+            raise ValueError(f"`{argument}` must be an int in [-2**31, 2**31) (a 32-bit seed); received {int(seed)}.")
         return tf.constant([int(seed), 0], tf.int32)
     if tf.is_tensor(seed) or isinstance(seed, (tuple, list, np.ndarray)):
         if not tf.is_tensor(seed):

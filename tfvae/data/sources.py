@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import numbers
 import pathlib
 
 import keras
@@ -12,6 +13,7 @@ from tfvae.data.downloads import prepared_builder
 from tfvae.data.splits import (
     SPLIT_NAMES,
     Splits,
+    _is_int,
     check_common_arguments,
     EvaluationSplit,
     host_tensors,
@@ -84,11 +86,13 @@ def load(name, batch_size=128, binarize=None, data_dir=None, seed=0, download=Tr
         be downloaded; the message says where it looked and what to do. A
         failed download leaves no new folders in the data directory.
     """
-    if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; known datasets: {sorted(DATASETS)}.")
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; known datasets: {sorted(DATASETS)} (`name` must be one of them).")
     check_common_arguments(batch_size, binarize)
-    if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
+    if max_examples is not None and (not _is_int(max_examples) or max_examples < 1):
         raise ValueError(f"`max_examples` must be None or an int >= 1; received {max_examples!r}.")
+    if not isinstance(download, (bool, np.bool_)):
+        raise TypeError(f"`download` must be True or False; received {download!r}.")
     source = DATASETS[name]
     if binarize and source.max_pixel_value == 1:
         raise ValueError(f"`binarize={binarize!r}` does not apply to {name!r}: its pixels are already 0 or 1.")
@@ -129,24 +133,29 @@ def from_array(images, labels=None, batch_size=128, binarize=None, validation_fr
       Other arguments as in `load`.
     """
     check_common_arguments(batch_size, binarize)
+    _check_fraction("validation_fraction", validation_fraction)
+    _check_fraction("test_fraction", test_fraction)
+    if images is None or isinstance(images, (str, bytes, dict)):
+        raise ValueError(f"`images` must be an array [num_images, height, width, 1 or 3]; received {type(images).__name__}.")
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"`images` must be [num_images, height, width, 1 or 3]; received shape {images.shape}.")
     if images.dtype == np.uint8:
         max_pixel_value = 255  # kept as bytes, scaled batch by batch
     elif np.issubdtype(images.dtype, np.floating):
-        if images.size and (images.min() < 0 or images.max() > 1):
-            raise ValueError(
-                f"Float `images` must lie in [0, 1]; received values in [{images.min()}, {images.max()}]. "
-                "Pass uint8 images or divide by 255."
-            )
+        if images.size and not np.all((images >= 0) & (images <= 1)):  # False for NaN too
+            received = "NaN values" if np.isnan(images).any() else f"values in [{images.min()}, {images.max()}]"
+            raise ValueError(f"Float `images` must lie in [0, 1]; received {received}. Pass uint8 images or divide by 255.")
         images, max_pixel_value = images.astype(np.float32), 1
     else:
         raise ValueError(f"`images` must be uint8 or float; received dtype {images.dtype}.")
     if labels is not None:
-        labels = np.asarray(labels).astype(np.int64)
+        labels = np.asarray(labels)
         if labels.shape != images.shape[:1]:
             raise ValueError(f"`labels` must have shape {images.shape[:1]}; received {labels.shape}.")
+        if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.bool_)):
+            raise ValueError(f"`labels` must be integers (class indices); received dtype {labels.dtype}.")
+        labels = labels.astype(np.int64)
     num_held_out = [int(round(len(images) * f)) for f in (validation_fraction, test_fraction)]
     if not 0 <= validation_fraction < 1 or not 0 <= test_fraction < 1 or sum(num_held_out) >= len(images):
         raise ValueError(
@@ -171,6 +180,15 @@ def from_array(images, labels=None, batch_size=128, binarize=None, validation_fr
     )
 
 
+COLOR_MODES = ("grayscale", "rgb")  # 1 or 3 channels, what `from_array` takes
+
+
+def _check_fraction(argument, value):
+    """Raises ValueError naming `argument` unless `value` is a number in [0, 1)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"`{argument}` must be a number in [0, 1); received {value!r}.")
+
+
 def from_image_folder(
     directory, image_size, color_mode="grayscale", batch_size=128, binarize=None, validation_fraction=0.1,
     test_fraction=0.1, seed=0,
@@ -185,10 +203,19 @@ def from_image_folder(
       color_mode: "grayscale" (1 channel) or "rgb" (3 channels).
       Other arguments as in `from_array`.
     """
+    if not isinstance(directory, (str, pathlib.PurePath)) or not str(directory).strip():
+        raise ValueError(f"`directory` must be a path (str or pathlib.Path) of an existing folder; received {directory!r}.")
     directory = pathlib.Path(directory)
     if not directory.is_dir():
         raise ValueError(f"`directory` must be an existing folder; received {str(directory)!r}.")
+    if (isinstance(image_size, (str, bytes)) or not hasattr(image_size, "__len__") or len(image_size) != 2
+            or not all(_is_int(d) and 0 < d <= 2**15 for d in image_size)):
+        raise ValueError(f"`image_size` must be (height, width), two ints in [1, 32768]; received {image_size!r}.")
+    if not isinstance(color_mode, str) or color_mode not in COLOR_MODES:
+        raise ValueError(f"`color_mode` must be one of {COLOR_MODES}; received {color_mode!r}.")
     check_common_arguments(batch_size, binarize)
+    _check_fraction("validation_fraction", validation_fraction)
+    _check_fraction("test_fraction", test_fraction)
     seed = seed_as_int(seed)
     has_subfolders = any(path.is_dir() for path in directory.iterdir())
     dataset = keras.utils.image_dataset_from_directory(

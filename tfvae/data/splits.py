@@ -275,5 +275,7 @@ def _is_int(value):
 def check_common_arguments(batch_size, binarize):
     if not _is_int(batch_size) or batch_size < 1:
         raise ValueError(f"`batch_size` must be an int >= 1; received {batch_size!r}.")
-    if binarize not in BINARIZE_CHOICES:
+    if batch_size > 2**31 - 1:  # tf.data's int64 positions overflow long before; a typo anyway
+        raise ValueError(f"`batch_size` must be an int <= 2**31 - 1; received {batch_size!r}.")
+    if not (binarize is None or isinstance(binarize, str)) or binarize not in BINARIZE_CHOICES:
         raise ValueError(f"`binarize` must be one of {BINARIZE_CHOICES}; received {binarize!r}.")

@@ -6,6 +6,7 @@
     categorical.py   OneHotCategorical, CategoricalMixtureOfOneHotCategorical
     mixture.py       MixtureSameFamily, MixtureNormal, MixtureLogistic
     kl.py            KLDivergenceRegularizer, KLDivergenceAddLoss
+    likelihoods.py   IndependentContinuousBernoulli, DiscretizedLogisticMixture (likelihoods for grey levels)
     variable.py      VariableLayer
     variational_fns.py  the posterior, prior and divergence functions of the Bayesian layers
     variational_base.py  what the Bayesian dense and convolution layers share
@@ -69,6 +70,13 @@ from tfvae.layers.dense_variational import (
     prior_trainable,
 )
 from tfvae.layers.kl import KLDivergenceAddLoss, KLDivergenceRegularizer
+from tfvae.layers.likelihoods import (
+    DiscretizedLogisticMixture,
+    DiscretizedLogisticMixtureDistribution,
+    IndependentContinuousBernoulli,
+    discretized_logistic_mixture,
+    independent_continuous_bernoulli,
+)
 from tfvae.layers.mixture import MixtureLogistic, MixtureNormal, MixtureSameFamily
 from tfvae.layers.variable import VariableLayer
 from tfvae.layers.variational import DenseFlipout, DenseLocalReparameterization, DenseReparameterization
@@ -97,9 +105,12 @@ __all__ = [
     "DenseLocalReparameterization",
     "DenseReparameterization",
     "DenseVariational",
+    "DiscretizedLogisticMixture",
+    "DiscretizedLogisticMixtureDistribution",
     "DistributionLambda",
     "DistributionLayer",
     "IndependentBernoulli",
+    "IndependentContinuousBernoulli",
     "IndependentGaussian",
     "IndependentLogistic",
     "IndependentNormal",
@@ -126,9 +137,11 @@ __all__ = [
     "check_scale_floor",
     "convertible",
     "default_loc_scale_fn",
+    "discretized_logistic_mixture",
     "default_mean_field_normal_fn",
     "default_multivariate_normal_fn",
     "independent_bernoulli",
+    "independent_continuous_bernoulli",
     "independent_gaussian",
     "independent_logistic",
     "independent_normal",

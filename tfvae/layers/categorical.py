@@ -38,6 +38,7 @@ from tfvae.layers.distribution import (
     DistributionLayer,
     as_event_shape,
     check_positive_int,
+    check_sample_dtype,
     reshape_params,
     with_validation,
 )
@@ -94,20 +95,6 @@ def check_event_size(event_size):
     if len(shape) != 1:
         raise ValueError(f"`event_size` must be a positive int (the number of classes); received {event_size!r}.")
     return shape[0]
-
-
-def check_sample_dtype(sample_dtype):
-    """The name of `sample_dtype`, or None; raises ValueError unless it names an integer or float dtype."""
-    if sample_dtype is None:
-        return None
-    try:
-        dtype = tf.as_dtype(sample_dtype)
-    except TypeError:
-        dtype = None
-    if dtype is None or not (dtype.is_integer or dtype.is_floating):
-        raise ValueError(
-            f"`sample_dtype` must be None or an integer or float dtype, e.g. 'int32'; received {sample_dtype!r}.")
-    return dtype.name
 
 
 _SAMPLE_TYPED = (tfd.Distribution.sample, tfd.Distribution.mode)
@@ -167,7 +154,7 @@ class OneHotCategorical(_OneHotLayer):
     def new(params, event_size, dtype=None, validate_args=False, name=None):
         """The distribution for logits `params: [batch, event_size]`, as TFP's `new` (`dtype`: of samples)."""
         event_size = check_event_size(event_size)
-        distribution = one_hot_categorical(tf.convert_to_tensor(params), event_size, check_sample_dtype(dtype))
+        distribution = one_hot_categorical(tf.convert_to_tensor(params), event_size, check_sample_dtype(dtype, argument="dtype"))
         return with_validation(distribution) if validate_args else distribution
 
     def make_distribution(self, params):
@@ -218,7 +205,7 @@ class CategoricalMixtureOfOneHotCategorical(_OneHotLayer):
         event_size = check_event_size(event_size)
         distribution = categorical_mixture_of_one_hot_categorical(
             tf.convert_to_tensor(params), event_size, check_positive_int("num_components", num_components),
-            check_sample_dtype(dtype))
+            check_sample_dtype(dtype, argument="dtype"))
         return with_validation(distribution) if validate_args else distribution
 
     @property

@@ -67,7 +67,18 @@ def resolve_convert_to_tensor_fn(identifier):
             )
         return CONVERSIONS[identifier]
     if isinstance(identifier, dict):
-        return resolve_convert_to_tensor_fn(keras.saving.deserialize_keras_object(identifier))
+        try:
+            function = keras.saving.deserialize_keras_object(identifier)
+        except (ValueError, TypeError, KeyError):
+            function = None
+        if isinstance(function, dict) or not callable(function):
+            # Not a function that `get_config` wrote (deserializing it returns
+            # the dict itself, or fails).
+            raise TypeError(
+                f"`convert_to_tensor_fn` must be one of {sorted(CONVERSIONS)}, a callable, or a registered function "
+                f"as serialized by get_config; received the dict {identifier!r}."
+            )
+        return resolve_convert_to_tensor_fn(function)
     if isinstance(identifier, property):
         identifier = identifier.fget
     if not callable(identifier):

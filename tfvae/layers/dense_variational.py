@@ -31,7 +31,14 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import seeds
-from tfvae.layers.distribution import SERIALIZATION_PACKAGE, check_positive_int, resolve_dtype
+from tfvae.layers.distribution import (
+    SERIALIZATION_PACKAGE,
+    check_float32_range,
+    check_num_elements,
+    check_positive_int,
+    check_real_dtype,
+    resolve_dtype,
+)
 from tfvae.layers.variational_base import check_seed
 from tfvae.layers.variational_fns import check_callable, deserialize_callable, serialize_callable
 
@@ -72,6 +79,7 @@ class IndependentNormalWeights(keras.layers.Layer):
                 raise TypeError(f"`{argument}` must be a bool; received {value!r}.")
         if isinstance(scale_floor, bool) or not isinstance(scale_floor, (int, float)) or not 0 <= scale_floor < np.inf:
             raise ValueError(f"`scale_floor` must be a finite number >= 0; received {scale_floor!r}.")
+        check_float32_range(scale_floor, "scale_floor")
         self.trainable_loc, self.trainable_scale, self.scale_floor = trainable_loc, trainable_scale, float(scale_floor)
         self.loc = self._zeros_weight("loc") if trainable_loc else None
         self.untransformed_scale = self._zeros_weight("untransformed_scale") if trainable_scale else None
@@ -173,7 +181,7 @@ class DenseVariational(keras.layers.Layer):
         if kl_weight is not None and (isinstance(kl_weight, bool) or not isinstance(kl_weight, (int, float, np.number))
                                       or not 0 <= kl_weight < np.inf):
             raise ValueError(f"`kl_weight` must be None or a finite number >= 0; received {kl_weight!r}.")
-        self.kl_weight = None if kl_weight is None else float(kl_weight)
+        self.kl_weight = None if kl_weight is None else float(check_float32_range(kl_weight, "kl_weight"))
         for argument, value in (("kl_use_exact", kl_use_exact), ("use_bias", use_bias)):
             if not isinstance(value, bool):
                 raise TypeError(f"`{argument}` must be a bool; received {value!r}.")
@@ -188,6 +196,7 @@ class DenseVariational(keras.layers.Layer):
         if last_dim is None:
             raise ValueError("The last axis of the inputs of DenseVariational must be known; "
                              f"received shape {tuple(input_shape)}.")
+        check_num_elements("units", (last_dim, self.units), self.units)
         self.input_spec = keras.InputSpec(min_ndim=2, axes={-1: last_dim})
         dtype = tf.as_dtype(self.variable_dtype)
         sizes = (last_dim * self.units, self.units if self.use_bias else 0, dtype)
@@ -214,7 +223,7 @@ class DenseVariational(keras.layers.Layer):
         return self._prior
 
     def call(self, inputs):
-        inputs = tf.cast(inputs, self.variable_dtype)
+        inputs = tf.cast(check_real_dtype(inputs, "inputs"), self.variable_dtype)
         posterior, prior = self._posterior(inputs), self._prior(inputs)
         weights = posterior.sample(seed=seeds.stateless(None, self.seed_generator))
         if self.kl_use_exact:

@@ -37,6 +37,7 @@ from tfvae.layers.distribution import (
     MeanConvertibleMultivariateNormalTriL,
     as_event_shape,
     check_positive,
+    check_sample_dtype,
     check_scale_floor,
     initial_scale_initializer,
     reshape_params,
@@ -368,12 +369,13 @@ class IndependentBernoulli(_ElementwiseLayer):
 
     def __init__(self, event_shape=(), convert_to_tensor_fn="mean", sample_dtype=None, validate_args=False, **kwargs):
         super().__init__(event_shape, convert_to_tensor_fn, validate_args, **kwargs)
-        self.sample_dtype = None if sample_dtype is None else tf.as_dtype(sample_dtype).name
+        self.sample_dtype = check_sample_dtype(sample_dtype, allow_bool=True)
 
     @staticmethod
     def new(params, event_shape=(), dtype=None, validate_args=False, name=None):
         """The distribution for logits `params: [batch, prod(event_shape)]`, as TFP's `new`."""
-        distribution = independent_bernoulli(tf.convert_to_tensor(params), as_event_shape(event_shape, allow_scalar=True), dtype)
+        distribution = independent_bernoulli(tf.convert_to_tensor(params), as_event_shape(event_shape, allow_scalar=True),
+                                             check_sample_dtype(dtype, allow_bool=True, argument="dtype"))
         return with_validation(distribution) if validate_args else distribution
 
     def make_distribution(self, params):

@@ -20,6 +20,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import seeds
+from tfvae.layers.distribution import check_num_elements, check_real_dtype
 from tfvae.layers.variational_fns import (
     accepts_seed,
     check_callable,
@@ -51,9 +52,9 @@ class _CreatedVariables:
 
 
 def check_seed(seed):
-    """Returns `seed`, or raises ValueError unless it is None or an int."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"`seed` must be None or an int; received {seed!r}.")
+    """Returns `seed`, or raises ValueError unless it is None or an int that fits in int64 (Keras' seeds are int64)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not -2**63 <= seed < 2**63):
+        raise ValueError(f"`seed` must be None or an int in [-2**63, 2**63); received {seed!r}.")
     return seed
 
 
@@ -117,6 +118,8 @@ class VariationalLayer(keras.layers.Layer):
 
     def build(self, input_shape):
         self._shapes = {"kernel": list(self.kernel_shape(input_shape)), "bias": list(self.bias_shape())}
+        size_argument = "filters" if hasattr(self, "filters") else "units"
+        check_num_elements(size_argument, self._shapes["kernel"], getattr(self, size_argument, None))
         for role in _ROLES:
             self._weight_distribution(role, create=True)
         self.check_kernel_posterior(self._weight_distribution("kernel_posterior"))
@@ -186,7 +189,7 @@ class VariationalLayer(keras.layers.Layer):
         return fn(distribution, seed=seed) if accepts_seed(fn) else fn(distribution)
 
     def call(self, inputs):
-        inputs = tf.cast(inputs, self.weight_dtype)
+        inputs = tf.cast(check_real_dtype(inputs, "inputs"), self.weight_dtype)
         seed = seeds.stateless(None, self.seed_generator)
         kernel_seed, bias_seed, sign_seed = tfp.random.split_seed(seed, n=3)
         distributions = {role: self._weight_distribution(role) for role in _ROLES}

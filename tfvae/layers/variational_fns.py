@@ -61,10 +61,17 @@ def serialize_callable(fn, argument):
 
 
 def deserialize_callable(config):
-    """The callable `serialize_callable` wrote (None stays None; a callable passes through)."""
-    if config is None or callable(config):
+    """The callable `serialize_callable` wrote (None stays None; a callable passes through).
+
+    Anything else, or a dict that does not deserialize, comes back as it is,
+    for `check_callable` to refuse with the argument's name.
+    """
+    if not isinstance(config, dict):
         return config
-    return keras.saving.deserialize_keras_object(config)
+    try:
+        return keras.saving.deserialize_keras_object(config)
+    except (ValueError, TypeError, KeyError):
+        return config
 
 
 def check_callable(fn, argument, optional=True):

@@ -9,12 +9,15 @@ samples, calls the encoder, decoder and prior, and applies gradients.
 """
 
 import copy
+import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfvae import bounds, inputs, seeds
 from tfvae.layers import SERIALIZATION_PACKAGE, check_positive_int
+from tfvae.layers.distribution import check_float32_range, check_num_elements
 from tfvae.models.metrics import METRIC_NAMES, MeanTerms
 from tfvae.models.non_finite import (
     FirstNonFiniteStep,
@@ -45,6 +48,29 @@ def _target_for_sample_weight(x, y, sample_weight):
     return y
 
 
+def _check_bool(argument, value):
+    """Returns `value` as a bool, or raises TypeError naming `argument` unless it is one (NumPy's included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{argument}` must be True or False; received {value!r}.")
+    return bool(value)
+
+
+def _check_finite(x):
+    """Raises ValueError naming `x` if a float `x` holds NaN or infinite values (no ELBO exists for them).
+
+    `x` is an array or tensor that `inputs.check_batch` accepted; traced
+    tensors (in a tf.function) are left alone: their values are not known yet.
+    """
+    if not tf.executing_eagerly() or not tf.as_dtype(x.dtype).is_floating:
+        return
+    # Checked as the model sees them: float64 values past float32's range become infinite there.
+    finite = tf.math.is_finite(tf.cast(x, tf.float32) if tf.as_dtype(x.dtype) == tf.float64 else x)
+    if not bool(tf.reduce_all(finite)):
+        example = float(tf.boolean_mask(tf.reshape(x, [-1]), ~tf.reshape(finite, [-1]))[0])
+        raise ValueError(f"`x` holds NaN or infinite values (in float32), e.g. {example}; every pixel must be a "
+                         "finite number.")
+
+
 def _latent_dim_of(model, where):
     """The last dimension of a Functional model's first input or output, or None."""
     tensors = getattr(model, where, None)
@@ -69,6 +95,12 @@ class VAE(keras.Model):
         (`tfvae.bounds.warmed_up_beta`, from the optimizer's step count, so a
         resumed run continues where it was). 0: beta throughout. The ELBO
         objective only.
+      free_bits: lambda >= 0 in nats per latent dimension (Kingma et al.,
+        2016): the training loss's KL term is sum_j max(lambda, E_batch KL_j)
+        (`tfvae.bounds.free_bits_kl`), so that a latent dimension carrying
+        less than lambda nats costs lambda and is free to start being used.
+        Needs a diagonal Gaussian posterior and prior; the ELBO objective
+        only. The logged `kl` and `elbo` stay the true ones. 0: off.
       kl: "auto" (closed form when TFP has one, else Monte Carlo), "analytic"
         (an error when no closed form exists) or "monte_carlo".
       seed: seeds the latent samples of training steps (`seed_generator`) and,
@@ -118,11 +150,23 @@ class VAE(keras.Model):
         stop_on_non_finite=True,
         keep_finite_weights=True,
         kl_warmup_steps=0,
+        free_bits=0.0,
         **kwargs,
     ):
         if "num_samples" in kwargs:  # the name of `k` before tfvae 0.2, in saved configs
             k = kwargs.pop("num_samples")
         super().__init__(**kwargs)
+        for argument, model in (("encoder", encoder), ("decoder", decoder)):
+            if not isinstance(model, keras.layers.Layer):
+                raise TypeError(
+                    f"`{argument}` must be a Keras model (or layer) that returns a distribution; "
+                    f"received {model!r} of type {type(model).__name__}."
+                )
+        if prior is not None and not (callable(getattr(prior, "distribution", None)) and hasattr(prior, "latent_dim")):
+            raise TypeError(
+                f"`prior` must be None or a tfvae.priors.Prior (e.g. tfvae.priors.StandardNormal(latent_dim)); "
+                f"received {prior!r} of type {type(prior).__name__}."
+            )
         posterior_dim = _latent_dim_of(encoder, "outputs")
         decoder_dim = _latent_dim_of(decoder, "inputs")
         if posterior_dim is not None and decoder_dim is not None and posterior_dim != decoder_dim:
@@ -146,15 +190,23 @@ class VAE(keras.Model):
             )
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
             raise ValueError(f"`beta` must be a number > 0; received {beta!r}.")
-        if kl not in bounds.KL_METHODS:
+        if not math.isfinite(beta):
+            raise ValueError(f"`beta` must be finite (an infinite KL weight gives an infinite loss); received {beta!r}.")
+        check_float32_range(beta, "beta")
+        if not isinstance(kl, str) or kl not in bounds.KL_METHODS:
             raise ValueError(f"`kl` must be one of {bounds.KL_METHODS}; received {kl!r}.")
-        if objective not in bounds.OBJECTIVES:
+        if not isinstance(objective, str) or objective not in bounds.OBJECTIVES:
             raise ValueError(f"`objective` must be one of {bounds.OBJECTIVES}; received {objective!r}.")
         check_positive_int("k", k)
         if objective == "iwae" and beta != 1:
             raise ValueError(f"The IWAE objective has no KL weight: `beta` must be 1 with objective='iwae'; received {beta!r}.")
         if isinstance(kl_warmup_steps, bool) or not isinstance(kl_warmup_steps, int) or kl_warmup_steps < 0:
             raise ValueError(f"`kl_warmup_steps` must be an int >= 0; received {kl_warmup_steps!r}.")
+        if isinstance(free_bits, bool) or not isinstance(free_bits, (int, float)) or not 0 <= free_bits < math.inf:
+            raise ValueError(f"`free_bits` must be a finite number >= 0 (nats per latent dimension); received {free_bits!r}.")
+        if objective == "iwae" and free_bits:
+            raise ValueError(f"Free bits apply to the ELBO's KL term: `free_bits` must be 0 with objective='iwae'; "
+                             f"received {free_bits!r}.")
         if objective == "iwae" and kl_warmup_steps:
             raise ValueError(
                 f"The IWAE objective has no KL weight to warm up: `kl_warmup_steps` must be 0 with objective='iwae'; "
@@ -168,12 +220,13 @@ class VAE(keras.Model):
         self.latent_dim = prior.latent_dim
         self.beta = float(beta)
         self.kl_warmup_steps = kl_warmup_steps
+        self.free_bits = float(free_bits)
         self.kl = kl
         self.objective = objective
         self.k = k
-        self.check_support = bool(check_support)
-        self.stop_on_non_finite = bool(stop_on_non_finite)
-        self.keep_finite_weights = bool(keep_finite_weights)
+        self.check_support = _check_bool("check_support", check_support)
+        self.stop_on_non_finite = _check_bool("stop_on_non_finite", stop_on_non_finite)
+        self.keep_finite_weights = _check_bool("keep_finite_weights", keep_finite_weights)
         if isinstance(seed, keras.random.SeedGenerator):
             self.seed_generator = seed
             self.seed = seed.get_config()["seed"]
@@ -223,6 +276,8 @@ class VAE(keras.Model):
         `seed` follows `tfvae.seeds`; None draws from the model's generator.
         """
         check_positive_int("k", k)
+        x = self._checked_images(x)
+        self._check_samples_fit("k", k, x)
         return self._bound_terms(x, seeds.stateless(seed, self.evaluation_seed_generator), k, training, with_log_weights=False)[0]
 
     def log_likelihood(self, x, k=5000, chunk_size=100, seed=None):
@@ -235,7 +290,8 @@ class VAE(keras.Model):
         """
         check_positive_int("k", k)
         check_positive_int("chunk_size", chunk_size)
-        x = tf.convert_to_tensor(x)
+        x = self._checked_images(x)
+        self._check_samples_fit("chunk_size", min(chunk_size, k), x)
         seed = seeds.stateless(seed, self.evaluation_seed_generator)
         chunk_totals = []
         for index, start in enumerate(range(0, k, chunk_size)):
@@ -263,6 +319,12 @@ class VAE(keras.Model):
         """
         if not tf.is_tensor(num_images):
             check_positive_int("num_images", num_images)
+            check_num_elements("num_images", (num_images, *self._image_shape()), num_images)
+        elif num_images.shape.rank != 0 or not num_images.dtype.is_integer:
+            raise ValueError(f"`num_images` must be an int or a scalar int tensor; received {num_images!r}.")
+        elif tf.executing_eagerly():
+            check_positive_int("num_images", int(num_images))
+            check_num_elements("num_images", (int(num_images), *self._image_shape()), num_images)
         seed = seeds.stateless(seed, self.evaluation_seed_generator)
         prior_seed, likelihood_seed = tf.unstack(tf.random.split(seed))
         z = reparameterized_sample(self.prior.distribution(), [num_images], prior_seed)
@@ -271,7 +333,35 @@ class VAE(keras.Model):
 
     def reconstruct(self, x):
         """The mean of p(x|z) at the posterior mean z, `[batch, *event_shape]`."""
-        return self.decode(self.encode(x).mean()).mean()
+        return self.decode(self.encode(self._checked_images(x)).mean()).mean()
+
+    def _image_shape(self):
+        """The shape of one image p(x|z) draws, as far as it is known: the decoder's output, else the encoder's input."""
+        outputs = getattr(self.decoder, "outputs", None)
+        shape = tuple(outputs[0].shape[1:]) if outputs else self.input_shape_per_example
+        return tuple(d for d in (shape or ()) if d is not None)
+
+    def _checked_images(self, x):
+        """`x: [batch, *event_shape]` as a tensor, after `check_input`'s checks of one batch.
+
+        Eager values must also be finite: a NaN image has no ELBO. Traced
+        tensors (in a tf.function or an export) are checked for shape and dtype only.
+        """
+        if x is None or isinstance(x, (dict, str, bytes)):
+            raise ValueError(f"`x` must be a tensor or array of images; received {type(x).__name__}.")
+        if not tf.is_tensor(x):
+            try:
+                x = tf.convert_to_tensor(x)
+            except (ValueError, TypeError):
+                raise ValueError(f"`x` must be a tensor or array of images; received {type(x).__name__}.") from None
+        inputs.check_batch(x, self.input_shape_per_example)
+        _check_finite(x)
+        return x
+
+    def _check_samples_fit(self, argument, num_samples, x):
+        """Raises ValueError naming `argument` if `num_samples` decoded copies of `x` would be too large a tensor."""
+        if x.shape.is_fully_defined():
+            check_num_elements(argument, (num_samples, *x.shape), num_samples)
 
     def call(self, x, training=False):
         return self.decode(self.encode(x, training=training).mean(), training=training).mean()
@@ -379,16 +469,21 @@ class VAE(keras.Model):
         `data` is anything `keras.Model.fit` accepts. Its first batch must not
         be empty, must be numeric with the encoder's input shape after the
         batch axis, and (with `check_support`, or `support=True`) must lie in
-        the likelihood's support. Returns `data`, or for a generator an
+        the likelihood's support and be finite; `support=False` (`predict`)
+        checks finiteness alone. Returns `data`, or for a generator an
         equivalent generator that still yields the batch looked at.
         """
+        if data is None:
+            raise ValueError("`x` is required: images `[batch, *event_shape]`, a dataset or a generator of them; received None.")
         x, data = inputs.peek(data)
-        if x is None:
-            return data
         likelihood = None
         if self.check_support if support is None else support:
             likelihood = self.decode(tf.zeros([1, self.latent_dim], self.prior.compute_dtype))
         inputs.check_batch(x, self.input_shape_per_example, likelihood)
+        if likelihood is not None or support is False:
+            # NaN has no reconstruction either (`predict`); `check_support=False` lets `fit` meet it
+            # (and the non-finite stop).
+            _check_finite(x)
         return data
 
     @property
@@ -404,13 +499,15 @@ class VAE(keras.Model):
     def train_step(self, data):
         x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            terms, log_weights = self._bound_terms(
-                x, self.seed_generator.next(), self.k, training=True, with_log_weights=self.objective == "iwae"
+            terms, log_weights, free_bits_kl = self._bound_terms(
+                x, self.seed_generator.next(), self.k, training=True, with_log_weights=self.objective == "iwae",
+                with_free_bits=bool(self.free_bits),
             )
             beta = self.beta
             if self.kl_warmup_steps:
                 beta = bounds.warmed_up_beta(self.beta, self.optimizer.iterations, self.kl_warmup_steps)
-            per_example_loss = bounds.per_example_loss(self.objective, terms, log_weights, beta)
+            loss_terms = terms if free_bits_kl is None else terms._replace(kl=free_bits_kl)
+            per_example_loss = bounds.per_example_loss(self.objective, loss_terms, log_weights, beta)
             loss = bounds.average_loss(per_example_loss, sample_weight)
             if self.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
@@ -426,7 +523,7 @@ class VAE(keras.Model):
 
     def test_step(self, data):
         x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        terms, log_weights = self._bound_terms(
+        terms, log_weights, _ = self._bound_terms(
             x, self.evaluation_seed_generator.next(), self.k, training=False, with_log_weights=self.objective == "iwae"
         )
         per_example_loss = bounds.per_example_loss(self.objective, terms, log_weights, self.beta)
@@ -448,11 +545,13 @@ class VAE(keras.Model):
             logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
 
-    def _bound_terms(self, x, seed, k, training, with_log_weights):
-        """ElboTerms of k samples and, if asked, their log importance weights `[k, batch]`.
+    def _bound_terms(self, x, seed, k, training, with_log_weights, with_free_bits=False):
+        """`(terms, log_weights, free_bits_kl)` of k samples: their ElboTerms, and the rest if asked (else None).
 
-        `seed` is a stateless int32 `[2]` seed. The weights cost two more
-        log-densities per sample: only IWAE needs them.
+        `seed` is a stateless int32 `[2]` seed. The log importance weights
+        `[k, batch]` cost two more log-densities per sample: only IWAE needs
+        them. `free_bits_kl` `[batch]` is the training loss's KL term under
+        free bits (`bounds.free_bits_kl`); the terms keep the true KL.
         """
         x = tf.convert_to_tensor(x)
         posterior = self.encode(x, training=training)
@@ -460,9 +559,11 @@ class VAE(keras.Model):
         log_likelihood = self._log_likelihood_at(x, latent_samples, training)
         prior = self.prior.distribution()
         terms = bounds.elbo_terms(log_likelihood, posterior, prior, latent_samples, self._resolve_kl_method(posterior))
+        free_bits_kl = (bounds.free_bits_kl(bounds.kl_per_dimension(posterior, prior), self.free_bits)
+                        if with_free_bits else None)
         if not with_log_weights:
-            return terms, None
-        return terms, bounds.log_importance_weights(log_likelihood, posterior, prior, latent_samples)
+            return terms, None, free_bits_kl
+        return terms, bounds.log_importance_weights(log_likelihood, posterior, prior, latent_samples), free_bits_kl
 
     def _log_likelihood_at(self, x, latent_samples, training=False):
         """log p(x|z) for `latent_samples: [k, batch, latent_dim]`, `[k, batch]`.
@@ -519,6 +620,7 @@ class VAE(keras.Model):
             "stop_on_non_finite": self.stop_on_non_finite,
             "keep_finite_weights": self.keep_finite_weights,
             "kl_warmup_steps": self.kl_warmup_steps,
+            "free_bits": self.free_bits,
         }
 
     @classmethod

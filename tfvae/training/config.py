@@ -61,7 +61,7 @@ class TrainingConfig:
     binarize: Optional[Literal["dynamic"]] = "dynamic"
     arch: Literal["mlp", "gated_mlp", "conv"] = "mlp"
     latent_dim: int = 16
-    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    likelihood: Literal["bernoulli", "gaussian", "normal", "continuous_bernoulli", "discretized_logistic_mixture"] = "bernoulli"
     posterior: Literal["independent_normal", "multivariate_normal_tril"] = "independent_normal"
     epochs: int = 10
     batch_size: int = 128
@@ -75,10 +75,11 @@ class TrainingConfig:
     checkpoint_every: Optional[int] = None  # steps; checkpoints also follow each epoch
     jit_compile: Optional[bool] = None  # XLA for train steps; None: `jit_compile_for`
     steps_per_execution: Optional[int] = None  # None: `default_steps_per_execution`
-    prior: Literal["standard_normal", "diagonal_normal", "mixture_of_gaussians", "vampprior"] = "standard_normal"
+    prior: Literal["standard_normal", "diagonal_normal", "mixture_of_gaussians", "vampprior", "flow"] = "standard_normal"
     prior_components: Optional[int] = None  # mixture components or pseudo-inputs; None: `prior_components_for`
     pseudo_inputs: Literal["random", "data"] = "random"  # where a VampPrior's pseudo-inputs start
     kl_warmup_epochs: int = 0  # the KL weight rises linearly to beta over these epochs (VAE kl_warmup_steps)
+    free_bits: float = 0.0  # nats per latent dimension the training loss charges at least (VAE free_bits)
     early_stopping_patience: Optional[int] = None  # epochs without a better validation ELBO before stopping
 
     def __post_init__(self):
@@ -98,6 +99,12 @@ class TrainingConfig:
                 f"A Bernoulli likelihood needs binary pixels, but {self.dataset!r} has grey levels and "
                 "binarize is none: use binarize='dynamic' or likelihood='gaussian'."
             )
+        if self.likelihood in architectures.GREY_LEVEL_LIKELIHOODS and not grey:
+            binary = f"binarize={self.binarize!r}" if self.binarize else f"{self.dataset!r} is binary"
+            raise ValueError(
+                f"likelihood={self.likelihood!r} models grey levels in [0, 1], but {binary}: use a grey dataset "
+                "with binarize=None (--binarize none), or likelihood='bernoulli' for binary pixels."
+            )
         if self.binarize and data.DATASETS[self.dataset].max_pixel_value == 1:
             raise ValueError(f"binarize={self.binarize!r} does not apply to {self.dataset!r}: it is binary already.")
         check_choice("objective", self.objective, bounds.OBJECTIVES)
@@ -108,6 +115,11 @@ class TrainingConfig:
             check_positive_int(name, getattr(self, name))
         if isinstance(self.kl_warmup_epochs, bool) or not isinstance(self.kl_warmup_epochs, int) or self.kl_warmup_epochs < 0:
             raise ValueError(f"`kl_warmup_epochs` must be an int >= 0; received {self.kl_warmup_epochs!r}.")
+        if isinstance(self.free_bits, bool) or not isinstance(self.free_bits, (int, float)) or not 0 <= self.free_bits < math.inf:
+            raise ValueError(f"`free_bits` must be a finite number >= 0; received {self.free_bits!r}.")
+        if self.objective == "iwae" and self.free_bits:
+            raise ValueError(f"`free_bits` must be 0 with objective='iwae' (free bits act on the ELBO's KL term); "
+                             f"received {self.free_bits!r}.")
         if self.objective == "iwae" and self.kl_warmup_epochs:
             raise ValueError(f"`kl_warmup_epochs` must be 0 with objective='iwae' (the IWAE bound has no KL term to "
                              f"warm up; use objective='elbo'); received {self.kl_warmup_epochs!r}.")
@@ -116,8 +128,8 @@ class TrainingConfig:
                 check_positive_int(name, getattr(self, name))
         for name in ("learning_rate", "beta"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"`{name}` must be a number > 0; received {value!r}.")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"`{name}` must be a finite number > 0; received {value!r}.")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"`seed` must be an int; received {self.seed!r}.")
         if self.jit_compile is not None and not isinstance(self.jit_compile, bool):

@@ -56,11 +56,14 @@ def build_vae(config, image_shape, steps_per_epoch=None):
     elif config.prior == "vampprior":
         prior_arguments = {"num_pseudo_inputs": config.prior_components_for(), "input_shape": image_shape,
                            "seed": config.seed}
+    elif config.prior == "flow":
+        prior_arguments = {"seed": config.seed}
     prior = priors.get_prior(config.prior, config.latent_dim, **prior_arguments)
     # The run keeps its last good checkpoint, so the weights after a non-finite
     # step need not be kept in memory: cheaper steps (BENCHMARKS.md).
     return VAE(encoder, decoder, prior=prior, beta=config.beta, seed=config.seed, objective=config.objective, k=config.k,
-               keep_finite_weights=False, kl_warmup_steps=config.kl_warmup_epochs * (steps_per_epoch or 0))
+               keep_finite_weights=False, kl_warmup_steps=config.kl_warmup_epochs * (steps_per_epoch or 0),
+               free_bits=config.free_bits)
 
 
 def first_training_images(splits, count):
