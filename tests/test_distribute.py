@@ -76,3 +76,35 @@ def test_replicas_draw_different_noise(two_replicas):
     assert not np.allclose(first, second)
     single = vae.elbo_terms(x, seed=(1, 2)).reconstruction.numpy()  # one device, the whole batch
     np.testing.assert_allclose(np.concatenate([first, second]), single, rtol=1e-6)
+
+
+@pytest.mark.parametrize("prior_name, arguments", [
+    ("mixture_of_gaussians", {"num_components": 3, "seed": 1}),
+    ("vampprior", {"num_pseudo_inputs": 3, "input_shape": IMAGE_SHAPE, "seed": 1}),
+    ("flow", {"hidden_units": (4,), "seed": 1}),
+])
+def test_a_mirrored_step_equals_a_single_device_step_with_each_trainable_prior(two_replicas, prior_name, arguments):
+    """The priors' own variables (mixture weights, pseudo-inputs, MADE weights) get the single-device gradient too."""
+    from tfvae import priors
+
+    def build(weights=None):
+        vae = tfvae.VAE(architectures.mlp_encoder(IMAGE_SHAPE, 2, hidden_units=(8,)),
+                        architectures.mlp_decoder(2, IMAGE_SHAPE, hidden_units=(8,)),
+                        prior=priors.get_prior(prior_name, 2, **arguments), seed=5)
+        if weights is not None:
+            vae.set_weights(weights)
+        vae.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), jit_compile=False)
+        return vae
+
+    x = (np.random.default_rng(0).uniform(size=(GLOBAL_BATCH, *IMAGE_SHAPE)) > 0.5).astype(np.float32)
+    single = build()
+    initial = single.get_weights()
+    with two_replicas.scope():
+        mirrored = build(initial)
+    single_weights, _ = _one_step(single, x)
+    mirrored_weights, _ = _one_step(mirrored, x)
+    prior_weights = {id(w) for w in single.prior.trainable_weights}
+    moved = [not np.allclose(a, b) for w, a, b in zip(single.weights, initial, single_weights) if id(w) in prior_weights]
+    assert any(moved), "the step moved no weight of the prior"
+    for single_value, mirrored_value in zip(single_weights, mirrored_weights):
+        np.testing.assert_allclose(mirrored_value, single_value, rtol=1e-4, atol=1e-5)
