@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from tfvae.layers import SERIALIZATION_PACKAGE
+from tfvae.layers.conversion import is_registered
 from tfvae.layers.distribution import check_real_dtype
 
 _REDUCTIONS = ("sum_over_batch_size", "sum", "none", None)
@@ -127,7 +128,7 @@ class DistributionLoss(keras.losses.Loss):
 
     def get_config(self):
         fn = self.fn
-        if keras.saving.get_registered_object(keras.saving.get_registered_name(fn)) is not fn:
+        if not is_registered(fn):
             raise ValueError(
                 f"DistributionLoss cannot be saved: its `fn` {fn!r} is not registered; decorate it with "
                 "@keras.saving.register_keras_serializable()."

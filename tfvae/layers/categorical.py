@@ -36,7 +36,7 @@ import tensorflow_probability as tfp
 from tfvae.layers.distribution import (
     SERIALIZATION_PACKAGE,
     DistributionLayer,
-    as_event_shape,
+    check_event_size,
     check_positive_int,
     check_sample_dtype,
     reshape_params,
@@ -87,14 +87,6 @@ def categorical_mixture_of_one_hot_categorical(params, event_size, num_component
     make_components = functools.partial(one_hot_categorical, event_size=event_size, sample_dtype=sample_dtype)
     mixture, components = mixture_parts(params, num_components, make_components)
     return OneHotCategoricalMixture(mixture, components)
-
-
-def check_event_size(event_size):
-    """Returns `event_size` (an int, or a tuple of one int) as an int, or raises ValueError unless it is >= 1."""
-    shape = as_event_shape(event_size, "event_size")
-    if len(shape) != 1:
-        raise ValueError(f"`event_size` must be a positive int (the number of classes); received {event_size!r}.")
-    return shape[0]
 
 
 _SAMPLE_TYPED = (tfd.Distribution.sample, tfd.Distribution.mode)

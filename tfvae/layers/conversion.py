@@ -99,7 +99,7 @@ def serialize_convert_to_tensor_fn(function):
     """
     if function in _NAMES:
         return _NAMES[function]
-    if _is_registered(function):
+    if is_registered(function):
         return keras.saving.serialize_keras_object(function)
     raise ValueError(
         f"`convert_to_tensor_fn`={function!r} cannot be saved: use one of {sorted(CONVERSIONS)}, or a function "
@@ -107,9 +107,9 @@ def serialize_convert_to_tensor_fn(function):
     )
 
 
-def _is_registered(function):
-    name = keras.saving.get_registered_name(function)
-    return keras.saving.get_registered_object(name) is function
+def is_registered(obj):
+    """Whether `obj` is registered with `keras.saving.register_keras_serializable`, so a config can name it."""
+    return keras.saving.get_registered_object(keras.saving.get_registered_name(obj)) is obj
 
 
 class TensorCoercible:

@@ -60,6 +60,7 @@ from tfvae import _backend  # noqa: F401  (selects the TensorFlow backend)
 from tfvae.layers.conversion import (
     TensorCoercible,
     convertible,
+    is_registered,
     resolve_convert_to_tensor_fn,
     serialize_convert_to_tensor_fn,
 )
@@ -166,6 +167,14 @@ def as_event_shape(event_shape, argument="event_shape", allow_scalar=False):
     shape = tuple(int(d) for d in shape)
     check_num_elements(argument, shape, event_shape)
     return shape
+
+
+def check_event_size(event_size):
+    """`event_size` (an int >= 1, or a tuple of one) as an int, or ValueError naming it: a vector event's size."""
+    shape = as_event_shape(event_size, "event_size")
+    if len(shape) != 1:
+        raise ValueError(f"`event_size` must be one positive int (the size of a vector event); received {event_size!r}.")
+    return shape[0]
 
 
 _as_event_shape = as_event_shape  # the name priors and older code import
@@ -489,7 +498,7 @@ class DistributionLambda(DistributionLayer):
 
     def get_config(self):
         function = self.make_distribution_fn
-        if keras.saving.get_registered_object(keras.saving.get_registered_name(function)) is not function:
+        if not is_registered(function):
             raise ValueError(
                 f"{type(self).__name__} {self.name!r} cannot be saved: its `make_distribution_fn` {function!r} is not "
                 "registered. Define it as a named function decorated with "

@@ -36,6 +36,7 @@ from tfvae.layers.distribution import (
     MeanConvertibleIndependent,
     MeanConvertibleMultivariateNormalTriL,
     as_event_shape,
+    check_event_size,
     check_positive,
     check_sample_dtype,
     check_scale_floor,
@@ -86,14 +87,6 @@ def multivariate_normal_tril(params, event_size, scale_floor=1e-3):
     off_diagonal = 1.0 - tf.eye(event_size, dtype=raw_tril.dtype)
     scale_tril = tril * off_diagonal + tf.linalg.diag(diagonal)
     return MeanConvertibleMultivariateNormalTriL(loc=loc, scale_tril=scale_tril)
-
-
-def _as_event_size(event_size):
-    """`event_size` (an int >= 1, or a one-element tuple of one) as an int, or ValueError naming it."""
-    shape = as_event_shape(event_size, "event_size")
-    if len(shape) != 1:
-        raise ValueError(f"`event_size` must be one positive int (a vector event); received {event_size!r}.")
-    return shape[0]
 
 
 @functools.lru_cache(maxsize=None)
@@ -316,20 +309,20 @@ class MultivariateNormalTriL(DistributionLayer):
 
     def __init__(self, event_size, convert_to_tensor_fn="mean", validate_args=False, scale_floor=1e-3, **kwargs):
         super().__init__(convert_to_tensor_fn=convert_to_tensor_fn, validate_args=validate_args, **kwargs)
-        self.event_size = _as_event_size(event_size)
+        self.event_size = check_event_size(event_size)
         self.event_shape = (self.event_size,)
         self.scale_floor = check_scale_floor(scale_floor)
 
     @staticmethod
     def params_size(event_size, name=None):
         """Parameters per example: n means and n (n + 1) / 2 Cholesky entries."""
-        n = _as_event_size(event_size)
+        n = check_event_size(event_size)
         return n + n * (n + 1) // 2
 
     @staticmethod
     def new(params, event_size, validate_args=False, name=None, scale_floor=1e-3):
         """The distribution for `params: [batch, params_size(event_size)]`, as TFP's `new`."""
-        event_size = _as_event_size(event_size)
+        event_size = check_event_size(event_size)
         distribution = multivariate_normal_tril(tf.convert_to_tensor(params), event_size, check_scale_floor(scale_floor))
         return with_validation(distribution) if validate_args else distribution
 

@@ -59,7 +59,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.layers.conversion import CONVERSIONS, TensorCoercible
+from tfvae.layers.conversion import CONVERSIONS, TensorCoercible, is_registered
 from tfvae.layers.distribution import SERIALIZATION_PACKAGE
 
 tfd = tfp.distributions
@@ -310,14 +310,10 @@ def _resolve_test_points_fn(test_points_fn):
     return test_points_fn
 
 
-def _is_registered(function):
-    return keras.saving.get_registered_object(keras.saving.get_registered_name(function)) is function
-
-
 def _serialize_test_points_fn(function):
     if function in _TEST_POINTS_NAMES:
         return _TEST_POINTS_NAMES[function]
-    if _is_registered(function):
+    if is_registered(function):
         return keras.saving.serialize_keras_object(function)
     raise ValueError(
         f"`test_points_fn`={function!r} cannot be saved: use one of {sorted(TEST_POINTS)}, or a function registered "
@@ -328,7 +324,7 @@ def _serialize_test_points_fn(function):
 def _serialize_distribution_b(distribution_b):
     if isinstance(distribution_b, tfd.Distribution):
         return _describe_distribution(distribution_b)
-    if isinstance(distribution_b, keras.layers.Layer) or _is_registered(distribution_b):
+    if isinstance(distribution_b, keras.layers.Layer) or is_registered(distribution_b):
         return keras.saving.serialize_keras_object(distribution_b)
     raise ValueError(
         f"`distribution_b`={distribution_b!r} cannot be saved: pass a tfvae prior layer, a Keras layer returning the "

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.layers.conversion import is_registered
 from tfvae.layers.distribution import SERIALIZATION_PACKAGE
 
 tfd = tfp.distributions
@@ -41,8 +42,7 @@ def serialize_callable(fn, argument):
     if fn is None:
         return None
     if inspect.isfunction(fn):
-        registered = keras.saving.get_registered_name(fn)
-        if keras.saving.get_registered_object(registered) is not fn:
+        if not is_registered(fn):
             raise ValueError(
                 f"`{argument}` must be a function registered with "
                 "`@keras.saving.register_keras_serializable()` (or an instance of a registered class "
