@@ -131,6 +131,41 @@ def test_a_killed_worker_stops_the_other_and_both_resume_to_the_single_process_w
         np.testing.assert_allclose(resumed_value, single_value, rtol=1e-3, atol=1e-4)
 
 
+def test_sigterm_to_one_worker_checkpoints_every_worker_at_one_step_and_both_resume_there(tmp_path, tfds_data_dir):
+    out, scratch = tmp_path / "run", tmp_path / "scratch"
+    scratch.mkdir()
+    ports = [_free_port(), _free_port()]
+    workers = [_start_worker(index, ports, scratch, *TRAIN, *data_dir_args(tfds_data_dir), "--out", str(out))
+               for index in (0, 1)]
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        for line in workers[1].stdout:
+            if line.startswith("Epoch 2/3") or time.monotonic() > deadline:
+                break
+        time.sleep(0.2)
+        workers[1].send_signal(signal.SIGTERM)  # the chief is not told: TensorFlow's handler tells it
+        outputs = [process.communicate(timeout=TIMEOUT_S)[0] for process in workers]
+    finally:
+        for process in workers:
+            process.kill()
+            process.wait()
+    stops = []
+    for process, output in zip(workers, outputs):
+        assert process.returncode == 143, output[-3000:]  # 128 + SIGTERM, as for one process
+        assert "A worker received SIGTERM: stopped at epoch" in output
+        stops.append(tuple(map(int, re.search(r"Interrupted at epoch (\d+), step (\d+); checkpoint saved", output).groups())))
+    assert stops[0] == stops[1], stops  # both at one step (any step: multi-worker executions are one step long)
+    assert not (out / "model.keras").exists()
+
+    ports = [_free_port(), _free_port()]
+    resumed = [_start_worker(index, ports, scratch, "train", "--resume", "--out", str(out), "--strategy", "multi_worker",
+                             *data_dir_args(tfds_data_dir), "--verbose", "2") for index in (0, 1)]
+    for output in _finish(resumed):
+        assert tuple(map(int, re.search(r"Resuming at epoch (\d+), step (\d+)", output).groups())) == stops[0]
+    assert [row.split(",")[0] for row in (out / "history.csv").read_text().splitlines()[1:]] == ["0", "1", "2"]
+    assert (out / "model.keras").exists()
+
+
 FAILING_JOB = pathlib.Path(__file__).with_name("failing_worker_job.py")
 LINGER_S = 120  # how long the failed worker's process stays alive: far longer than the bound below
 STOP_BOUND_S = 20  # README, "When things go wrong": the other workers stop within seconds (measured: under 1 s)

@@ -55,16 +55,26 @@ class TrainingPosition:
 
 
 class CheckpointAndInterrupt(keras.callbacks.Callback):
-    """Checkpoints every `every_steps` steps and after each epoch; Ctrl-C stops cleanly.
+    """Checkpoints every `every_steps` steps and after each epoch; Ctrl-C and SIGTERM stop cleanly.
 
     On SIGINT (Ctrl-C) or SIGTERM (what a cluster scheduler or `kill`
     sends), training stops at the end of the current execution (the
     `steps_per_execution` steps that Keras runs in one call) and a checkpoint
     of the step it stopped at is saved, so that a resumed run continues
-    exactly there; `interrupted_by` names the signal. With
-    `handle_sigterm=False` (multi-worker runs, where one worker's
-    interruption would leave the others waiting in a collective) SIGTERM
-    keeps its previous handler. `every_steps` must be a multiple of `steps_per_execution`.
+    exactly there; `interrupted_by` names the signal. `every_steps` must be a
+    multiple of `steps_per_execution`.
+
+    Under multi-worker training (`cluster_resolver` given) one worker's
+    SIGTERM must stop every worker at the same step, or the others would
+    wait in a collective for a worker that is gone. TensorFlow's
+    `tf.distribute.experimental.PreemptionCheckpointHandler` does that: it
+    catches SIGTERM, agrees a step with the other workers through the
+    coordination service, and there every worker saves (our checkpoint,
+    through its `save_fn`) and stops (its `exit_fn`: here the end of `fit`,
+    not of the process). Each then reports SIGTERM as its interruption.
+    (On a Google Cloud CPU VM TensorFlow's handler does nothing, and SIGTERM
+    ends the process as by default.)
+
     Keras still ends the interrupted epoch (validation, `on_epoch_end`), but
     it is not counted as finished. An epoch whose logs are not finite is not
     saved, nor is a step after which training was stopped for a non-finite
@@ -75,22 +85,56 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
     too, because Keras skips `on_train_end` when `fit` raises.
     """
 
-    def __init__(self, manager, position, every_steps=None, steps_per_epoch=None, handle_sigterm=True):
+    def __init__(self, manager, position, every_steps=None, steps_per_epoch=None, cluster_resolver=None):
         super().__init__()
-        self.signals = (signal.SIGINT, signal.SIGTERM) if handle_sigterm else (signal.SIGINT,)
+        self.signals = (signal.SIGINT,) if cluster_resolver else (signal.SIGINT, signal.SIGTERM)
         self.interrupted_by = None  # the signal that stopped training, a `signal.Signals`
         self.manager = manager
         self.position = position
         self.every_steps = every_steps
         self.steps_per_epoch = steps_per_epoch
+        self.cluster_resolver = cluster_resolver
         self.first_step = 0  # the step of its epoch that the current `fit` starts at
         self._epoch = 0
         self._steps_done = 0  # steps of the current epoch done, counting from its start
         self._previous_handlers = {}
+        self._preemption = None  # the multi-worker run's PreemptionCheckpointHandler, made once
+        self._preemption_sigterm_handler = None
+        self._preempted = False
 
     def on_train_begin(self, logs=None):
-        if threading.current_thread() is threading.main_thread():
-            self._previous_handlers = {number: signal.signal(number, self._handle_interrupt) for number in self.signals}
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python lets only the main thread set signal handlers
+        self._previous_handlers = {number: signal.signal(number, self._handle_interrupt) for number in self.signals}
+        if self.cluster_resolver is not None:
+            self._previous_handlers[signal.SIGTERM] = signal.getsignal(signal.SIGTERM)
+            if self._preemption is None:
+                self._preemption = self._preemption_handler()
+                self._preemption_sigterm_handler = signal.getsignal(signal.SIGTERM)  # the one it installed
+            signal.signal(signal.SIGTERM, self._preemption_sigterm_handler)
+
+    def _preemption_handler(self):
+        """TensorFlow's handler, saving our checkpoint at the agreed step and then stopping `fit`.
+
+        It must be given a checkpoint (manager), which it restores at once and
+        to which it adds its own step counter; ours is already restored and
+        saved by `save_fn`, so it gets an empty checkpoint in a directory that
+        is never written, and its counter starts at 0 in every process alike.
+        """
+        unused = tf.train.CheckpointManager(tf.train.Checkpoint(), os.path.join(self.manager.directory, "preemption"),
+                                            max_to_keep=1)
+        return tf.distribute.experimental.PreemptionCheckpointHandler(
+            self.cluster_resolver, unused,
+            termination_config=tf.distribute.experimental.TerminationConfig(
+                exit_fn=self._stop_for_preemption, save_fn=lambda: self._save(self._epoch, self._steps_done)),
+        )
+
+    def _stop_for_preemption(self):
+        self._preempted = True
+        self.interrupted_by = signal.SIGTERM
+        self.model.stop_training = True
+        logger.warning("A worker received SIGTERM: stopped at epoch %d, step %d, where every worker saved a checkpoint.",
+                       self._epoch + 1, self._steps_done)
 
     @property
     def interrupted(self):
@@ -110,7 +154,9 @@ class CheckpointAndInterrupt(keras.callbacks.Callback):
         self._steps_done = self.first_step + batch + 1
         if self.steps_per_epoch:
             self._steps_done = min(self._steps_done, self.steps_per_epoch)
-        if self.interrupted:
+        if self._preemption is not None and not self.interrupted:
+            self._preemption.save_checkpoint_if_preempted()  # at the agreed step: saves, then `_stop_for_preemption`
+        if self.interrupted and not self._preempted:  # a preemption has saved and stopped already
             self.model.stop_training = True
             self._save(self._epoch, self._steps_done)
         elif self.every_steps and self._steps_done % self.every_steps == 0:

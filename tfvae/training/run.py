@@ -8,8 +8,9 @@ Training steps are compiled with XLA (`jit_compile`) and run
 epoch's steps and of `checkpoint_every`), the fastest path measured
 (BENCHMARKS.md).
 Checkpoints follow every epoch, every `checkpoint_every` steps and Ctrl-C
-or SIGTERM (which stop training at the end of the current execution; SIGTERM
-keeps its default under multi-worker training).
+or SIGTERM (which stop training at the end of the current execution; under
+multi-worker training one worker's SIGTERM stops every worker at one step,
+all checkpointed: `CheckpointAndInterrupt`).
 `train(..., resume=True)` restores the latest one and continues from its
 exact step: each epoch's batches depend only on the seed and the epoch's
 number (`Splits.train_from`), so a run killed right after a checkpoint and
@@ -180,9 +181,10 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
         if is_chief:
             run_files.keep_history_rows(out_dir, start_epoch)  # drop a row of an interrupted epoch
     steps_per_epoch = splits.steps_per_epoch
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     checkpointing = CheckpointAndInterrupt(manager, position, every_steps=config.checkpoint_every,
                                            steps_per_epoch=steps_per_epoch,
-                                           handle_sigterm=not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
+                                           cluster_resolver=strategy.cluster_resolver if multi_worker else None)
 
     def chief_callbacks(append_history):
         return (keras.callbacks.CSVLogger(str(out_dir / run_files.HISTORY_FILE), append=append_history),
