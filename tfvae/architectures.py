@@ -24,6 +24,7 @@ POSTERIORS = {
     "multivariate_normal_tril": lambda latent_dim: layers.MultivariateNormalTriL(
         latent_dim, name="posterior"
     ),
+    "iaf": lambda latent_dim: layers.InverseAutoregressiveFlowNormal(latent_dim, name="posterior"),
 }
 
 # Logistics per sub-pixel of "discretized_logistic_mixture". PixelCNN++'s code defaults to 10 per RGB

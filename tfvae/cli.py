@@ -88,7 +88,8 @@ def build_parser():
                        help="cosine: decay the learning rate to 0 over all epochs (resumable)")
     train.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (1 = ELBO)")
     train.add_argument("--posterior", default="independent_normal", choices=sorted(architectures.POSTERIORS),
-                       help="q(z|x): a diagonal Gaussian, or a full-covariance one (mean and Cholesky factor)")
+                       help="q(z|x): a diagonal Gaussian, a full-covariance one (mean and Cholesky factor), or a diagonal "
+                            "Gaussian moved by two inverse autoregressive flow steps (iaf)")
     train.add_argument("--prior", default="standard_normal", choices=sorted(priors.PRIORS),
                        help="p(z): N(0, I), a learned diagonal Gaussian, a mixture of Gaussians, the VampPrior, "
                             "or a masked autoregressive flow on N(0, I)")

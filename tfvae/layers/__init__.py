@@ -14,6 +14,7 @@
     conv_variational.py  Convolution{1,2,3}D{Reparameterization,Flipout}
     dense_variational.py DenseVariational and its posterior/prior builders
     autoregressive.py    AutoregressiveNetwork (MADE), AutoregressiveTransform
+    inverse_autoregressive.py  InverseAutoregressiveFlowNormal (an IAF posterior)
 
 See `tfvae.layers.distribution` for the conventions every layer follows
 (shapes, the scale transform and its initial value, mixed precision).
@@ -69,6 +70,7 @@ from tfvae.layers.dense_variational import (
     prior_standard_normal,
     prior_trainable,
 )
+from tfvae.layers.inverse_autoregressive import InverseAutoregressiveFlowDistribution, InverseAutoregressiveFlowNormal
 from tfvae.layers.kl import KLDivergenceAddLoss, KLDivergenceRegularizer
 from tfvae.layers.likelihoods import (
     DiscretizedLogisticMixture,
@@ -116,6 +118,8 @@ __all__ = [
     "IndependentNormal",
     "IndependentNormalWeights",
     "IndependentPoisson",
+    "InverseAutoregressiveFlowDistribution",
+    "InverseAutoregressiveFlowNormal",
     "KLDivergenceAddLoss",
     "LocScale",
     "MeanFieldNormal",

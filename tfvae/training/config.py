@@ -62,7 +62,7 @@ class TrainingConfig:
     arch: Literal["mlp", "gated_mlp", "conv"] = "mlp"
     latent_dim: int = 16
     likelihood: Literal["bernoulli", "gaussian", "normal", "continuous_bernoulli", "discretized_logistic_mixture"] = "bernoulli"
-    posterior: Literal["independent_normal", "multivariate_normal_tril"] = "independent_normal"
+    posterior: Literal["independent_normal", "multivariate_normal_tril", "iaf"] = "independent_normal"
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
