@@ -255,3 +255,31 @@ def free_bits_kl(kl_by_dimension, free_bits):
     floor = tf.cast(free_bits, kl_by_dimension.dtype)
     clamped = tf.where(batch_mean[tf.newaxis] >= floor, kl_by_dimension, floor * tf.ones_like(kl_by_dimension))
     return tf.reduce_sum(clamped, axis=-1)
+
+
+def kl_per_layer(posterior, prior, latent_samples):
+    """The Monte Carlo KL of each stochastic layer, `{name: [batch]}`, averaged over the k samples.
+
+        KL_l = 1/k sum_s [log q(z_l^s | its parents) - log p(z_l^s | its parents)]
+
+    For a two-layer chain (`tfvae.layers.latent_chain.LatentChain`), "z2" is
+    log q(z2|x) - log p(z2), and "z1" is log q(z1|x, z2) - log p(z1|z2), whose
+    mean is E_q(z2|x) KL(q(z1|x, z2) || p(z1|z2)). The layers' terms sum to
+    the Monte Carlo KL of `elbo_terms` at the same samples, since each
+    log-density is the sum of its layers' (`log_prob_parts`).
+
+    Args:
+      posterior: q(z|x) with `log_prob_parts`, batch shape `[batch]`.
+      prior: p(z) with `log_prob_parts` of the same layer names.
+      latent_samples: `[k, batch, latent_dim]` draws from the posterior.
+    """
+    for argument, distribution in (("posterior", posterior), ("prior", prior)):
+        if not callable(getattr(distribution, "log_prob_parts", None)):
+            raise ValueError(f"The KL per layer needs a `{argument}` with layers (`log_prob_parts`), e.g. a LatentChain; "
+                             f"received {type(distribution).__name__}.")
+    posterior_parts = posterior.log_prob_parts(latent_samples)
+    prior_parts = prior.log_prob_parts(latent_samples)
+    if set(posterior_parts) != set(prior_parts):
+        raise ValueError(f"The posterior's layers {sorted(posterior_parts)} and the prior's {sorted(prior_parts)} "
+                         "must be the same for a KL per layer.")
+    return {name: tf.reduce_mean(posterior_parts[name] - prior_parts[name], axis=0) for name in posterior_parts}

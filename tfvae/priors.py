@@ -3,8 +3,9 @@
 A prior is a layer so that its variables are tracked, trained and saved with
 the model that holds it: `StandardNormal`, `DiagonalNormal`,
 `MixtureOfGaussians`, `VampPrior` (whose components are the VAE encoder's
-posteriors at learned pseudo-inputs) and `FlowPrior` (a masked autoregressive
-flow on a standard normal). `prior.distribution()` (or `prior()`) returns a
+posteriors at learned pseudo-inputs), `FlowPrior` (a masked autoregressive
+flow on a standard normal) and `HierarchicalPrior` (p(z2) p(z1|z2) for two
+stochastic layers, any of the others as p(z2)). `prior.distribution()` (or `prior()`) returns a
 distribution with batch shape `[]` and event shape `[latent_dim]`; it
 broadcasts against a posterior of batch shape `[batch]` in `tfd.kl_divergence`.
 
@@ -14,6 +15,9 @@ matches the float32 posterior in the KL term. `distribution()` is usually
 called outside a layer call, where Keras does not cast variables, so it casts
 them to the prior's compute dtype itself.
 """
+
+import copy
+import functools
 
 import keras
 import tensorflow as tf
@@ -31,6 +35,7 @@ from tfvae.layers import (
     scale_bijector,
 )
 from tfvae.layers.distribution import check_num_elements
+from tfvae.layers.latent_chain import LatentChain
 from tfvae.layers.variational_base import check_seed
 
 tfb = tfp.bijectors
@@ -260,6 +265,80 @@ class FlowPrior(Prior):
     def get_config(self):
         return {**super().get_config(), "num_flows": self.num_flows, "hidden_units": list(self.hidden_units),
                 "activation": self.activation, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class HierarchicalPrior(Prior):
+    """p(z1, z2) = p(z2) p(z1 | z2) over z = [z1, z2]: the prior of a VAE with two stochastic layers.
+
+    The generative side of the HVAE of Tomczak & Welling (2018, section 3.2):
+    `top` is any tfvae prior over z2, e.g. `StandardNormal(d2)`, or
+    `VampPrior(d2, K, input_shape)`, the mixture of the encoder's top layer
+    q(z2 | u_k) at pseudo-inputs u_k (the paper's "HVAE + VampPrior"); the
+    learned `conditional` network gives p(z1 | z2). `distribution()` is a
+    `tfvae.layers.latent_chain.LatentChain` (batch shape `[]`, event shape
+    `[latent_dim]`), so that
+
+        log p(z) = log p(z2) + log p(z1 | z2),   z = [z1, z2]
+
+    and `log_prob_parts` gives each layer's term. TFP has no closed-form KL
+    against it: a VAE uses the Monte Carlo KL (`kl="auto"`). The encoder must
+    return a `LatentChain` too (`tfvae.models.hierarchical.hvae_encoder`).
+
+    Args:
+      latent_dim: d1 + d2, the size of z = [z1, z2].
+      top: a `Prior` over z2 (its `latent_dim` is d2 < `latent_dim`).
+      conditional: a Keras model (or layer) from `z2: [N, d2]` to p(z1 | z2),
+        a distribution with batch shape `[N]`, event shape `[d1]`, e.g.
+        the network `tfvae.models.hierarchical.hvae_prior` builds.
+    """
+
+    def __init__(self, latent_dim, top, conditional, **kwargs):
+        # From get_config: copies, as Keras' deserialization edits nested configs.
+        top = keras.saving.deserialize_keras_object(copy.deepcopy(top)) if isinstance(top, dict) else top
+        if isinstance(conditional, dict):
+            conditional = keras.saving.deserialize_keras_object(copy.deepcopy(conditional))
+        super().__init__(latent_dim, **kwargs)
+        if not isinstance(top, Prior):
+            raise TypeError(f"`top` must be a tfvae.priors.Prior over z2 (e.g. StandardNormal(d2)); received {top!r} "
+                            f"of type {type(top).__name__}.")
+        if not top.latent_dim < self.latent_dim:
+            raise ValueError(f"`top` is a prior over z2, smaller than z = [z1, z2] of size latent_dim={self.latent_dim}; "
+                             f"received a top with latent_dim={top.latent_dim}.")
+        if not isinstance(conditional, keras.layers.Layer):
+            raise TypeError(f"`conditional` must be a Keras model z2 -> p(z1|z2); received {conditional!r} of type "
+                            f"{type(conditional).__name__}.")
+        self.conditional_size = self.latent_dim - top.latent_dim
+        outputs = getattr(conditional, "outputs", None)
+        if outputs and outputs[0].shape[-1] != self.conditional_size:
+            raise ValueError(f"`conditional` must give z1 of size latent_dim - top.latent_dim = {self.conditional_size}; "
+                             f"received a model whose output has shape {tuple(outputs[0].shape)}.")
+        self.top = top
+        self.conditional = conditional
+
+    def bind_encoder(self, encoder):
+        """Binds a VampPrior top to the top layer q(z2|x) of `encoder` (x -> LatentChain); other tops need none."""
+        if hasattr(self.top, "bind_encoder"):
+            self.top.bind_encoder(functools.partial(_top_layer_of, encoder))
+
+    def _conditional_distribution(self, z2, context=None):
+        return self.conditional(z2)
+
+    def distribution(self):
+        return LatentChain(self.top.distribution(), self._conditional_distribution, self.conditional_size)
+
+    def get_config(self):
+        return {**super().get_config(), "top": keras.saving.serialize_keras_object(self.top),
+                "conditional": keras.saving.serialize_keras_object(self.conditional)}
+
+
+def _top_layer_of(encoder, x):
+    """q(z2|x), the top layer of the chain `encoder(x)`: what a VampPrior over z2 mixes."""
+    posterior = encoder(x)
+    if not isinstance(posterior, LatentChain):
+        raise TypeError(f"A HierarchicalPrior's VampPrior needs an encoder that returns a LatentChain (z2 -> z1); "
+                        f"the encoder returned {type(posterior).__name__}.")
+    return posterior.top
 
 
 PRIORS = {

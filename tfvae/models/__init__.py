@@ -1,12 +1,13 @@
 """Models: `VAE` (`vae.py`), with the metrics it logs (`metrics.py`), its stop at a
-non-finite loss (`non_finite.py`), its seeded latent draws (`sampling.py`) and paths
-through its latent space for figures (`latent_paths.py`)."""
+non-finite loss (`non_finite.py`), its seeded latent draws (`sampling.py`), paths
+through its latent space for figures (`latent_paths.py`), and the two-layer
+(hierarchical) encoder, decoder and prior builders (`hierarchical.py`)."""
 
-from tfvae.models import latent_paths
+from tfvae.models import hierarchical, latent_paths
 from tfvae.models.metrics import METRIC_NAMES, MeanTerms
 from tfvae.models.non_finite import FirstNonFiniteStep, NonFiniteLossError, StopOnNonFiniteLoss
 from tfvae.models.sampling import reparameterized_sample
 from tfvae.models.vae import VAE
 
 __all__ = ["METRIC_NAMES", "FirstNonFiniteStep", "MeanTerms", "NonFiniteLossError", "StopOnNonFiniteLoss", "VAE",
-           "latent_paths", "reparameterized_sample"]
+           "hierarchical", "latent_paths", "reparameterized_sample"]
