@@ -61,3 +61,23 @@ def tfds_data_dir():
     """
     with mock_data.prepared_or_fake_data() as data_dir:
         yield data_dir
+
+
+@pytest.fixture(scope="session")
+def fresh_process_results(tmp_path_factory):
+    """Every check registered in tests/fresh_process.py (`.keras` files, SavedModels), run in one new process.
+
+    `expected, result = fresh_process_results(name)`; TensorFlow starts once for all the test modules.
+    """
+    from tests import fresh_process
+
+    results = fresh_process.start(tmp_path_factory.mktemp("fresh_process"))
+    yield results
+    results.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_process_started_before_the_first_test(request):
+    """Starts `fresh_process_results` with the first test where any collected test asks for it: it runs beside them."""
+    if any("fresh_process_results" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("fresh_process_results")

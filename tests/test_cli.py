@@ -1,5 +1,6 @@
 """The `tfvae` command end to end, on tiny runs in temporary directories."""
 
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -181,13 +182,14 @@ def test_missing_model_and_unresumable_out_are_one_line_errors(tmp_path, capsys)
     assert "holds no config.json" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGINT, cli.EXIT_INTERRUPTED), (signal.SIGTERM, cli.EXIT_TERMINATED)],
-                         ids=["ctrl_c", "sigterm"])
-def test_ctrl_c_or_sigterm_keeps_a_checkpoint_and_resume_finishes(signal_number, exit_code, tmp_path, tfds_data_dir):
-    out = tmp_path / "interrupted"
+def _interrupt_and_resume(signal_number, out, data_dir):
+    """Starts `tfvae train`, sends `signal_number` once the second of 3 epochs starts, then resumes the run.
+
+    Returns `(return code, transcript, history rows after the interruption, files after it, resumed run)`.
+    """
     argv = python_with_data(
         "-m", "tfvae", "train", "--dataset", "binarized_mnist", "--epochs", "3", "--out", str(out), "--max-examples", "3000",
-        "--batch-size", "10", "--latent-dim", "2", "--verbose", "2", *data_dir_args(tfds_data_dir))
+        "--batch-size", "10", "--latent-dim", "2", "--verbose", "2", *data_dir_args(data_dir))
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
     try:
@@ -202,16 +204,40 @@ def test_ctrl_c_or_sigterm_keeps_a_checkpoint_and_resume_finishes(signal_number,
         output.append(process.communicate(timeout=120)[0])
     finally:
         process.kill()
-    transcript = "".join(output)
-    assert process.returncode == exit_code, transcript[-2000:]
+    history = (out / "history.csv").read_text().splitlines() if (out / "history.csv").is_file() else []
+    files = {"checkpoint": (out / "checkpoints" / "checkpoint").is_file(), "model.keras": (out / "model.keras").exists()}
+    resumed = subprocess.run(python_with_data("-m", "tfvae", "train", "--out", str(out), "--resume", "--verbose", "2",
+                                              *data_dir_args(data_dir)),
+                             capture_output=True, text=True, env=environment, timeout=240)
+    return process.returncode, "".join(output), history, files, resumed
+
+
+@pytest.fixture(scope="module")
+def interrupted_runs(tmp_path_factory):
+    """`{signal: (out, what _interrupt_and_resume returned)}` for Ctrl+C and SIGTERM, the two runs side by side.
+
+    Each run is two processes (TensorFlow starts in each), so the two signals' runs go at once, in threads.
+    """
+    directory = tmp_path_factory.mktemp("interrupted")
+    with mock_data.prepared_or_fake_data() as data_dir:  # as the `tfds_data_dir` fixture, for the whole module
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            futures = {signal_number: pool.submit(_interrupt_and_resume, signal_number,
+                                                  directory / signal_number.name / "interrupted", data_dir)
+                       for signal_number in (signal.SIGINT, signal.SIGTERM)}
+            return {signal_number: (directory / signal_number.name / "interrupted", future.result())
+                    for signal_number, future in futures.items()}
+
+
+@pytest.mark.parametrize("signal_number, exit_code", [(signal.SIGINT, cli.EXIT_INTERRUPTED), (signal.SIGTERM, cli.EXIT_TERMINATED)],
+                         ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_or_sigterm_keeps_a_checkpoint_and_resume_finishes(signal_number, exit_code, interrupted_runs):
+    out, (returncode, transcript, history, files, resumed) = interrupted_runs[signal_number]
+    assert returncode == exit_code, transcript[-2000:]
     assert f"Interrupted ({signal.Signals(signal_number).name})" in transcript
     assert f"Continue with: tfvae train --out {out} --resume" in transcript
-    assert (out / "checkpoints" / "checkpoint").is_file() and not (out / "model.keras").exists()
-    assert len((out / "history.csv").read_text().splitlines()) in (1 + 1, 1 + 2)  # epoch 1 (and the partial 2nd)
+    assert files["checkpoint"] and not files["model.keras"]
+    assert len(history) in (1 + 1, 1 + 2)  # epoch 1 (and the partial 2nd)
 
-    resumed = subprocess.run(python_with_data("-m", "tfvae", "train", "--out", str(out), "--resume", "--verbose", "2",
-                                              *data_dir_args(tfds_data_dir)),
-                             capture_output=True, text=True, env=environment, timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Epoch 1/" not in resumed.stdout and "Epoch 2/" in resumed.stdout  # continued, not from scratch
     assert re.search(r"Resuming at epoch 2, step [1-9]", resumed.stderr)  # at the interrupted step

@@ -55,6 +55,6 @@ def test_tfp_vae_example_ported_reaches_the_elbo_of_tfvae_vae(tfds_data_dir):
 def test_bayesian_flipout_classifier_learns_and_is_less_sure_of_unseen_images(tfds_data_dir):
     results = load_example("bayesian_classifier").run(quick=True, data_dir=tfds_data_dir)
     assert results["last_loss"] < results["first_loss"] and results["kl_per_example"] > 0, results
-    assert results["accuracy"] > 0.85, results  # measured 0.918 on MNIST (3,000 training images, 10 epochs)
+    assert results["accuracy"] > 0.85, results  # measured 0.898-0.911 on MNIST, seeds 0-2 (3,000 training images, 5 epochs)
     assert results["accuracy"] >= results["accuracy_one_pass"] - 0.01, results
-    assert results["entropy_fashion_mnist"] > 1.5 * results["entropy_mnist"], results  # measured 0.86 vs 0.35
+    assert results["entropy_fashion_mnist"] > 1.5 * results["entropy_mnist"], results  # measured 0.92 vs 0.49 (seed 0)

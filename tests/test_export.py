@@ -3,9 +3,6 @@
 import json
 import pathlib
 import re
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -16,6 +13,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 import tfvae
 from tfvae import architectures, export
+from tests import fresh_process
 
 IMAGE_SHAPE = (8, 8, 1)
 tfd = tfp.distributions
@@ -34,11 +32,27 @@ def _vae(likelihood):
     return vae
 
 
+_EXPORTED = {}  # likelihood -> (trained VAE, its export): for the `exported` fixture and the fresh process
+
+
+def _exported(likelihood, directory):
+    """A VAE trained with `likelihood` and its export under `directory`; made once per session."""
+    if likelihood not in _EXPORTED:
+        vae = _vae(likelihood)
+        _EXPORTED[likelihood] = (vae, vae.export(pathlib.Path(directory) / likelihood / "1"))
+    return _EXPORTED[likelihood]
+
+
 @pytest.fixture(scope="module", params=["bernoulli", "gaussian"])
 def exported(request, tmp_path_factory):
-    vae = _vae(request.param)
-    path = vae.export(tmp_path_factory.mktemp("export") / "vae" / "1")
+    vae, path = _exported(request.param, tmp_path_factory.mktemp("export"))
     return vae, path, request.param
+
+
+@pytest.fixture
+def trained_vae(tmp_path_factory):
+    """The trained Bernoulli VAE of `exported` (trained once): a test may export it again, and restores what it changes."""
+    return _exported("bernoulli", tmp_path_factory.getbasetemp() / "exports")[0]
 
 
 def _inputs(batch):
@@ -88,29 +102,41 @@ def test_signatures_are_predict_signatures_with_named_inputs_and_free_batch(expo
     assert set(signatures["decode"].outputs) == {"mean"} | expected_parameters
 
 
-def test_export_loads_without_tfvae_or_tfp_and_matches_keras(exported, tmp_path):
-    vae, path, _ = exported
+# Every script below runs in the tests' one fresh process (tests/fresh_process.py) before anything imports
+# tfvae or TFP there, with importing them made to fail: what a TF Serving client has.
+WITHOUT_TFVAE_OR_TFP = ("tfvae", "tensorflow_probability")
+NOT_IMPORTABLE = """
+import sys
+assert sys.modules["tfvae"] is None and sys.modules["tensorflow_probability"] is None  # importing them fails
+"""
+
+
+def _save_trained_exports(directory):
+    """Both trained VAEs' exports, and the requests for each signature at batch sizes 1 and 5."""
+    paths = {likelihood: str(_exported(likelihood, directory)[1]) for likelihood in ("bernoulli", "gaussian")}
     inputs = {batch: _inputs(batch) for batch in (1, 5)}
-    np.save(tmp_path / "inputs.npy", inputs, allow_pickle=True)
-    script = textwrap.dedent(
-        f"""
-        import sys
-        for name in ("tfvae", "tensorflow_probability"):
-            sys.modules[name] = None  # importing them now fails
-        import numpy as np, tensorflow as tf
-        model = tf.saved_model.load({str(path)!r})
-        inputs = np.load({str(tmp_path / "inputs.npy")!r}, allow_pickle=True).item()
-        outputs = {{}}
-        for batch, by_signature in inputs.items():
-            for name, arguments in by_signature.items():
-                result = model.signatures[name](**{{k: tf.constant(v) for k, v in arguments.items()}})
-                outputs[(batch, name)] = {{k: v.numpy() for k, v in result.items()}}
-        np.save({str(tmp_path / "outputs.npy")!r}, outputs, allow_pickle=True)
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    outputs = np.load(tmp_path / "outputs.npy", allow_pickle=True).item()
+    np.save(directory / "inputs.npy", {"paths": paths, "inputs": inputs}, allow_pickle=True)
+    return inputs
+
+
+fresh_process.register("export: trained VAEs", _save_trained_exports, NOT_IMPORTABLE + """
+import numpy as np, tensorflow as tf
+saved = np.load(directory / "inputs.npy", allow_pickle=True).item()
+result = {}
+for likelihood, path in saved["paths"].items():
+    model = tf.saved_model.load(path)
+    outputs = result[likelihood] = {}
+    for batch, by_signature in saved["inputs"].items():
+        for name, arguments in by_signature.items():
+            served = model.signatures[name](**{k: tf.constant(v) for k, v in arguments.items()})
+            outputs[(batch, name)] = {k: v.numpy() for k, v in served.items()}
+""", without=WITHOUT_TFVAE_OR_TFP)
+
+
+def test_export_loads_without_tfvae_or_tfp_and_matches_keras(exported, fresh_process_results):
+    vae, _, likelihood = exported
+    inputs, by_likelihood = fresh_process_results("export: trained VAEs")
+    outputs = by_likelihood[likelihood]
     for batch in (1, 5):
         for name in (*DETERMINISTIC, "sample"):
             expected = _keras_outputs(vae, name, inputs[batch][name])
@@ -120,46 +146,55 @@ def test_export_loads_without_tfvae_or_tfp_and_matches_keras(exported, tmp_path)
         assert outputs[(batch, "sample")]["images"].shape == (batch, *IMAGE_SHAPE)
 
 
-def test_grey_level_likelihoods_export_and_serve_their_mean_and_parameters_without_tfvae_or_tfp(tmp_path):
-    parameters = {"normal": {"loc", "scale"}, "continuous_bernoulli": {"logits"},
-                  "discretized_logistic_mixture": {"mixture_logits", "loc", "scale"}}
-    assert set(parameters) == set(architectures.GREY_LEVEL_LIKELIHOODS)
+GREY_LEVEL_PARAMETERS = {"normal": {"loc", "scale"}, "continuous_bernoulli": {"logits"},
+                         "discretized_logistic_mixture": {"mixture_logits", "loc", "scale"}}
+
+
+def _save_grey_level_exports(directory):
+    """An untrained VAE per grey-level likelihood, exported; what Keras says for each served output."""
     vaes = {name: tfvae.VAE(architectures.mlp_encoder(IMAGE_SHAPE, 3, hidden_units=(16,)),  # untrained is enough
                             architectures.mlp_decoder(3, IMAGE_SHAPE, hidden_units=(16,), likelihood=name))
-            for name in parameters}
+            for name in GREY_LEVEL_PARAMETERS}
     for name, vae in vaes.items():
-        vae.export(tmp_path / name, verbose=False)
+        vae.export(directory / name, verbose=False)
     inputs = _inputs(3)
-    np.save(tmp_path / "inputs.npy", inputs, allow_pickle=True)
-    script = textwrap.dedent(f"""
-        import sys
-        for name in ("tfvae", "tensorflow_probability"):
-            sys.modules[name] = None  # importing them now fails
-        import numpy as np, tensorflow as tf
-        inputs = np.load({str(tmp_path / "inputs.npy")!r}, allow_pickle=True).item()
-        outputs = {{}}
-        for likelihood in {sorted(parameters)!r}:
-            model = tf.saved_model.load({str(tmp_path)!r} + "/" + likelihood)
-            for name, arguments in inputs.items():
-                result = model.signatures[name](**{{k: tf.constant(v) for k, v in arguments.items()}})
-                outputs[(likelihood, name)] = {{k: v.numpy() for k, v in result.items()}}
-        np.save({str(tmp_path / "outputs.npy")!r}, outputs, allow_pickle=True)
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    outputs = np.load(tmp_path / "outputs.npy", allow_pickle=True).item()
+    np.save(directory / "inputs.npy", inputs, allow_pickle=True)
+    expected = {}
     for likelihood, vae in vaes.items():
+        base = vae.decode(inputs["decode"]["z"]).distribution
+        expected[likelihood] = {"mean": vae.decode(inputs["decode"]["z"]).mean().numpy(),
+                                **{key: np.asarray(getattr(base, key)) for key in GREY_LEVEL_PARAMETERS[likelihood]}}
+        for name in ("reconstruct", "elbo", "sample"):
+            expected[likelihood].update({f"{name}/{key}": np.asarray(value)
+                                         for key, value in _keras_outputs(vae, name, inputs[name]).items()})
+    return expected
+
+
+fresh_process.register("export: grey-level likelihoods", _save_grey_level_exports, NOT_IMPORTABLE + f"""
+import numpy as np, tensorflow as tf
+inputs = np.load(directory / "inputs.npy", allow_pickle=True).item()
+result = {{}}
+for likelihood in {sorted(GREY_LEVEL_PARAMETERS)!r}:
+    model = tf.saved_model.load(str(directory / likelihood))
+    for name, arguments in inputs.items():
+        served = model.signatures[name](**{{k: tf.constant(v) for k, v in arguments.items()}})
+        result[(likelihood, name)] = {{k: v.numpy() for k, v in served.items()}}
+""", without=WITHOUT_TFVAE_OR_TFP)
+
+
+def test_grey_level_likelihoods_export_and_serve_their_mean_and_parameters_without_tfvae_or_tfp(fresh_process_results):
+    parameters = GREY_LEVEL_PARAMETERS
+    assert set(parameters) == set(architectures.GREY_LEVEL_LIKELIHOODS)
+    by_likelihood, outputs = fresh_process_results("export: grey-level likelihoods")
+    for likelihood, expected in by_likelihood.items():
         decoded = outputs[(likelihood, "decode")]
         assert set(decoded) == {"mean"} | parameters[likelihood], likelihood
-        base = vae.decode(inputs["decode"]["z"]).distribution
-        expected = {"mean": vae.decode(inputs["decode"]["z"]).mean(), **{key: getattr(base, key) for key in parameters[likelihood]}}
-        for name in ("reconstruct", "elbo", "sample"):
-            expected.update({f"{name}/{key}": value for key, value in _keras_outputs(vae, name, inputs[name]).items()})
         served = {**decoded, **{f"{name}/{key}": value for name in ("reconstruct", "elbo", "sample")
                                 for key, value in outputs[(likelihood, name)].items()}}
         for key, value in expected.items():
             np.testing.assert_allclose(served[key], value, rtol=1e-5, atol=1e-5, err_msg=f"{likelihood}: {key}")
-    assert decoded["mixture_logits"].shape == (3, *IMAGE_SHAPE, architectures.DISCRETIZED_COMPONENTS)
+    assert outputs[("discretized_logistic_mixture", "decode")]["mixture_logits"].shape == (
+        3, *IMAGE_SHAPE, architectures.DISCRETIZED_COMPONENTS)
 
 
 def test_graph_has_no_python_ops_and_every_signature_compiles_with_xla(exported):
@@ -186,19 +221,35 @@ def test_graph_has_no_python_ops_and_every_signature_compiles_with_xla(exported)
                 np.testing.assert_array_equal(compiled_signature(**tensors)[key], compiled[key])
 
 
-def test_saved_model_cli_lists_signatures_with_dtypes_and_shapes(exported):
-    _, path, _ = exported
-    cli = pathlib.Path(sys.executable).with_name("saved_model_cli")
-    result = subprocess.run([str(cli), "show", "--all", "--dir", str(path)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+# `saved_model_cli show --all --dir PATH` for each trained VAE's export: what the console script runs, its main().
+fresh_process.register("export: saved_model_cli", _save_trained_exports, NOT_IMPORTABLE + """
+import contextlib, io, numpy as np
+from tensorflow.python.tools import saved_model_cli
+result, argv = {}, sys.argv
+for likelihood, path in np.load(directory / "inputs.npy", allow_pickle=True).item()["paths"].items():
+    sys.argv, stdout, exit_code = ["saved_model_cli", "show", "--all", "--dir", path], io.StringIO(), "no exit"
+    with contextlib.redirect_stdout(stdout):
+        try:
+            saved_model_cli.main()
+        except SystemExit as stopped:
+            exit_code = stopped.code
+    result[likelihood] = (exit_code, stdout.getvalue())
+sys.argv = argv
+""", without=WITHOUT_TFVAE_OR_TFP)
+
+
+def test_saved_model_cli_lists_signatures_with_dtypes_and_shapes(exported, fresh_process_results):
+    _, _, likelihood = exported
+    exit_code, stdout = fresh_process_results("export: saved_model_cli")[1][likelihood]
+    assert exit_code in (0, None), stdout[-2000:]  # sys.exit(None): exit status 0
     for name in export.SIGNATURE_NAMES:
-        assert f"signature_def['{name}']" in result.stdout
-    assert "dtype: DT_FLOAT" in result.stdout and "shape: (-1, 8, 8, 1)" in result.stdout
-    assert "Method name is: tensorflow/serving/predict" in result.stdout
+        assert f"signature_def['{name}']" in stdout
+    assert "dtype: DT_FLOAT" in stdout and "shape: (-1, 8, 8, 1)" in stdout
+    assert "Method name is: tensorflow/serving/predict" in stdout
 
 
-def test_existing_target_is_kept_unless_overwrite(tmp_path):
-    vae = _vae("bernoulli")
+def test_existing_target_is_kept_unless_overwrite(trained_vae, tmp_path):
+    vae = trained_vae
     target = tmp_path / "1"
     target.mkdir()
     (target / "keep.txt").write_text("old")
@@ -210,8 +261,8 @@ def test_existing_target_is_kept_unless_overwrite(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]
 
 
-def test_failed_export_leaves_no_partial_directory_and_keeps_the_old_one(tmp_path, monkeypatch):
-    vae = _vae("bernoulli")
+def test_failed_export_leaves_no_partial_directory_and_keeps_the_old_one(trained_vae, tmp_path, monkeypatch):
+    vae = trained_vae
 
     def failing_save(obj, export_dir, *args, **kwargs):
         pathlib.Path(export_dir).mkdir(parents=True)
@@ -229,12 +280,16 @@ def test_failed_export_leaves_no_partial_directory_and_keeps_the_old_one(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["old"] and (tmp_path / "old" / "keep.txt").read_text() == "old"
 
 
-def test_model_with_nan_weights_is_never_exported(tmp_path):
-    vae = _vae("bernoulli")
+def test_model_with_nan_weights_is_never_exported(trained_vae, tmp_path):
+    vae = trained_vae
     kernel = vae.encoder.layers[2].kernel
+    trained = kernel.numpy()
     kernel.assign(np.full(kernel.shape, np.nan, np.float32))
-    with pytest.raises(ValueError, match="non-finite weights"):
-        vae.export(tmp_path / "1")
+    try:
+        with pytest.raises(ValueError, match="non-finite weights"):
+            vae.export(tmp_path / "1")
+    finally:
+        kernel.assign(trained)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -265,8 +320,8 @@ def test_a_wrong_shaped_request_is_refused_naming_the_input(exported):
     assert checked == {"x", "z", "num_images", "seed"}
 
 
-def test_export_keeps_keras_signature_and_refuses_other_formats(tmp_path):
-    vae = _vae("bernoulli")
+def test_export_keeps_keras_signature_and_refuses_other_formats(trained_vae, tmp_path):
+    vae = trained_vae
     with pytest.raises(ValueError, match="`format` must be 'tf_saved_model' for a VAE.*received 'onnx'"):
         vae.export(tmp_path / "a", format="onnx")
     with pytest.raises(TypeError, match="unexpected keyword arguments \\['is_static'\\]"):
@@ -279,10 +334,10 @@ def test_export_keeps_keras_signature_and_refuses_other_formats(tmp_path):
     assert encode.structured_input_signature[1]["x"].shape == (4, *IMAGE_SHAPE)  # a fixed batch, as TPUs want
 
 
-def test_export_prints_its_signatures_by_default_as_keras_does(tmp_path, capsys):
-    _vae("bernoulli").export(tmp_path / "1")
+def test_export_prints_its_signatures_by_default_as_keras_does(trained_vae, tmp_path, capsys):
+    trained_vae.export(tmp_path / "1")
     assert "Endpoint 'sample'" in capsys.readouterr().out
-    _vae("bernoulli").export(tmp_path / "2", verbose=False)
+    trained_vae.export(tmp_path / "2", verbose=False)
     assert "Endpoint" not in capsys.readouterr().out
 
 
@@ -362,35 +417,35 @@ def _distribution_models():
     return sequential, functional
 
 
-def test_export_model_serves_statistics_of_each_output_without_tfvae_or_tfp(tmp_path):
+def _save_distribution_model_exports(directory):
     sequential, functional = _distribution_models()
     rng = np.random.default_rng(0)
     x, extra = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(5, 2)).astype(np.float32)
-    export.export_model(sequential, tmp_path / "sequential", statistics=("mean", "stddev", "variance"))
-    export.export_model(functional, tmp_path / "functional")
+    export.export_model(sequential, directory / "sequential", statistics=("mean", "stddev", "variance"))
+    export.export_model(functional, directory / "functional")
     expected_sequential = {name: getattr(sequential(x), name)().numpy() for name in ("mean", "stddev", "variance")}
     outputs = functional([x, extra])
     expected_functional = {"score": outputs["score"].numpy()}
     for name in ("logistic", "poisson"):
         expected_functional.update({f"{name}_mean": outputs[name].mean().numpy(), f"{name}_stddev": outputs[name].stddev().numpy()})
-    np.save(tmp_path / "inputs.npy", {"x": x, "extra": extra}, allow_pickle=True)
-    script = textwrap.dedent(f"""
-        import sys
-        for name in ("tfvae", "tensorflow_probability"):
-            sys.modules[name] = None
-        import numpy as np, tensorflow as tf
-        inputs = np.load({str(tmp_path / "inputs.npy")!r}, allow_pickle=True).item()
-        sequential = tf.saved_model.load({str(tmp_path / "sequential")!r}).signatures["serving_default"]
-        functional = tf.saved_model.load({str(tmp_path / "functional")!r}).signatures["serving_default"]
-        results = {{"sequential": {{k: v.numpy() for k, v in sequential(x=tf.constant(inputs["x"])).items()}},
-                   "functional": {{k: v.numpy() for k, v in functional(features=tf.constant(inputs["x"]),
-                                                                        extra=tf.constant(inputs["extra"])).items()}}}}
-        np.save({str(tmp_path / "outputs.npy")!r}, results, allow_pickle=True)
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = np.load(tmp_path / "outputs.npy", allow_pickle=True).item()
-    for name, expected in [("sequential", expected_sequential), ("functional", expected_functional)]:
+    np.save(directory / "inputs.npy", {"x": x, "extra": extra}, allow_pickle=True)
+    return {"sequential": expected_sequential, "functional": expected_functional}
+
+
+fresh_process.register("export: distribution models", _save_distribution_model_exports, NOT_IMPORTABLE + """
+import numpy as np, tensorflow as tf
+inputs = np.load(directory / "inputs.npy", allow_pickle=True).item()
+sequential = tf.saved_model.load(str(directory / "sequential")).signatures["serving_default"]
+functional = tf.saved_model.load(str(directory / "functional")).signatures["serving_default"]
+result = {"sequential": {k: v.numpy() for k, v in sequential(x=tf.constant(inputs["x"])).items()},
+          "functional": {k: v.numpy() for k, v in functional(features=tf.constant(inputs["x"]),
+                                                             extra=tf.constant(inputs["extra"])).items()}}
+""", without=WITHOUT_TFVAE_OR_TFP)
+
+
+def test_export_model_serves_statistics_of_each_output_without_tfvae_or_tfp(fresh_process_results):
+    expected_by_model, served = fresh_process_results("export: distribution models")
+    for name, expected in [("sequential", expected_by_model["sequential"]), ("functional", expected_by_model["functional"])]:
         assert set(served[name]) == set(expected), name
         for key, value in expected.items():
             np.testing.assert_allclose(served[name][key], value, rtol=1e-5, atol=1e-6, err_msg=f"{name}/{key}")
@@ -407,7 +462,7 @@ def test_export_model_refuses_statistics_it_cannot_serve(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_every_distribution_layer_exports_and_serves_without_tfvae_or_tfp(tmp_path):
+def _save_every_distribution_layer_export(directory):
     from tfvae import layers
 
     inputs = keras.Input((3,))
@@ -430,26 +485,25 @@ def test_every_distribution_layer_exports_and_serves_without_tfvae_or_tfp(tmp_pa
     model = keras.Model(inputs, heads)
     flow = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), layers.IndependentNormal(2, "sample"),
                              layers.AutoregressiveTransform(layers.AutoregressiveNetwork(2, event_shape=[2], hidden_units=[4]))])
-    export.export_model(model, tmp_path / "heads")
-    export.export_model(flow, tmp_path / "flow", statistics="sample")
+    export.export_model(model, directory / "heads")
+    export.export_model(flow, directory / "flow", statistics="sample")
     x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    expected = {f"{name}_{statistic}": getattr(distribution, statistic)().numpy()
-                for name, distribution in model(x).items() for statistic in ("mean", "stddev")}
-    script = textwrap.dedent(f"""
-        import sys
-        for name in ("tfvae", "tensorflow_probability"):
-            sys.modules[name] = None
-        import numpy as np, tensorflow as tf
-        x = tf.constant(np.load({str(tmp_path / "x.npy")!r}))
-        heads = tf.saved_model.load({str(tmp_path / "heads")!r}).signatures["serving_default"](x=x)
-        flow = tf.saved_model.load({str(tmp_path / "flow")!r}).signatures["serving_default"](x=x)
-        np.save({str(tmp_path / "out.npy")!r}, {{"heads": {{k: v.numpy() for k, v in heads.items()}},
-                                               "flow": {{k: v.numpy() for k, v in flow.items()}}}}, allow_pickle=True)
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = np.load(tmp_path / "out.npy", allow_pickle=True).item()
+    np.save(directory / "x.npy", x)
+    return {f"{name}_{statistic}": getattr(distribution, statistic)().numpy()
+            for name, distribution in model(x).items() for statistic in ("mean", "stddev")}
+
+
+fresh_process.register("export: every distribution layer", _save_every_distribution_layer_export, NOT_IMPORTABLE + """
+import numpy as np, tensorflow as tf
+x = tf.constant(np.load(directory / "x.npy"))
+heads = tf.saved_model.load(str(directory / "heads")).signatures["serving_default"](x=x)
+flow = tf.saved_model.load(str(directory / "flow")).signatures["serving_default"](x=x)
+result = {"heads": {k: v.numpy() for k, v in heads.items()}, "flow": {k: v.numpy() for k, v in flow.items()}}
+""", without=WITHOUT_TFVAE_OR_TFP)
+
+
+def test_every_distribution_layer_exports_and_serves_without_tfvae_or_tfp(fresh_process_results):
+    expected, served = fresh_process_results("export: every distribution layer")
     assert set(served["heads"]) == set(expected)
     for key, value in expected.items():
         np.testing.assert_allclose(served["heads"][key], value, rtol=1e-5, atol=1e-6, err_msg=key)

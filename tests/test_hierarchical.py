@@ -364,6 +364,12 @@ def test_hvae_trains_under_xla_and_with_the_iwae_bound():
         history = vae.fit(x, batch_size=16, epochs=6, verbose=0).history
         assert np.all(np.isfinite(history["loss"]))
         assert vae.elbo(x, seed=1, k=20).numpy().mean() > before + 2.0, objective
+        # Each layer's KL is logged, and the layers' KLs make up the KL.
+        assert vae.kl_layers == ("z1", "z2")
+        np.testing.assert_allclose(np.add(history["kl_z1"], history["kl_z2"]), history["kl"], rtol=1e-4, atol=1e-4)
+        assert min(history["kl_z2"]) > 0
+    with pytest.raises(ValueError, match="diagonal"):
+        tfvae.VAE(*hierarchical.hvae(IMAGE_SHAPE, latent_dim=4, units=16), free_bits=0.5)
 
 
 def test_hvae_with_a_vampprior_reloads_in_a_fresh_process_and_serves_without_tfvae_or_tfp(tmp_path):
@@ -449,3 +455,23 @@ def test_a_mirrored_step_equals_a_single_device_step():
         np.testing.assert_allclose(mirrored_value, single_value, rtol=1e-4, atol=1e-5)
     for name in ("loss", "elbo", "kl"):
         np.testing.assert_allclose(logs["mirrored"][name], logs["single"][name], rtol=1e-5)
+
+
+def test_the_command_line_trains_evaluates_and_exports_an_hvae_with_a_vampprior_over_z2(tmp_path, tfds_data_dir, capsys):
+    from tests.mock_data import data_dir_args
+    from tfvae import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["train", "--arch", "hvae", "--prior", "vampprior", "--prior-components", "5", "--pseudo-inputs",
+                     "data", "--dataset", "binarized_mnist", "--latent-dim", "4", "--epochs", "1", "--max-examples", "60",
+                     "--batch-size", "20", "--out", str(out), "--verbose", "0", *data_dir_args(tfds_data_dir)])
+    assert code == 0, capsys.readouterr()
+    vae = keras.models.load_model(out / "model.keras")
+    assert isinstance(vae.prior, priors.HierarchicalPrior) and isinstance(vae.prior.top, priors.VampPrior)
+    assert vae.prior.top.num_pseudo_inputs == 5 and vae.latent_dim == 4
+    assert cli.main(["evaluate", "--model", str(out), "-k", "3", "--max-examples", "20", *data_dir_args(tfds_data_dir)]) == 0
+    assert cli.main(["export", "--model", str(out), "--out", str(tmp_path / "export" / "1")]) == 0
+    for bad, argument in [({"posterior": "iaf"}, "posterior"), ({"free_bits": 0.5}, "free_bits"),
+                          ({"latent_dim": 1}, "latent_dim")]:
+        with pytest.raises(ValueError, match=argument):
+            training.TrainingConfig(arch="hvae", dataset="binarized_mnist", binarize=None, **bad)

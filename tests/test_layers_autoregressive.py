@@ -7,9 +7,6 @@ density against the change of variables computed by hand in NumPy.
 """
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -24,6 +21,7 @@ from tfvae.layers.autoregressive import AutoregressiveNetwork, AutoregressiveTra
 from tfvae.layers.distribution import DistributionLambda
 from tfvae.layers.independent import IndependentNormal
 from tfvae.losses import NegativeLogLikelihood
+from tests import fresh_process
 from tests.helpers import assert_config_round_trip, serialized_round_trip
 
 tfd = tfp.distributions
@@ -336,7 +334,7 @@ def test_transform_config_round_trips():
     assert serialized_round_trip(layer).get_config() == layer.get_config()
 
 
-def test_saved_models_give_the_same_outputs_in_a_fresh_process(tmp_path):
+def _save_for_a_fresh_process(directory):
     rng = np.random.default_rng(8)
     # A conditional MADE with random order and degrees: the masks must survive.
     x, condition = keras.Input((5,)), keras.Input((2,))
@@ -359,25 +357,27 @@ def test_saved_models_give_the_same_outputs_in_a_fresh_process(tmp_path):
     arrays = {name: value.astype(np.float32) for name, value in arrays.items()}
     arrays["network_out"] = network([arrays["x"], arrays["condition"]]).numpy()
     arrays["flow_log_prob"] = flow(arrays["flow_x"]).log_prob(arrays["flow_y"]).numpy()
-    network.save(tmp_path / "network.keras")
-    flow.save(tmp_path / "flow.keras")
-    np.savez(tmp_path / "arrays.npz", **arrays)
+    network.save(directory / "network.keras")
+    flow.save(directory / "flow.keras")
+    np.savez(directory / "arrays.npz", **arrays)
+    return arrays
 
-    script = textwrap.dedent(f"""
-        import os
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-        import keras, numpy as np
-        import tfvae.layers.autoregressive  # registers the classes
-        a = np.load({str(tmp_path / "arrays.npz")!r})
-        network = keras.models.load_model({str(tmp_path / "network.keras")!r})
-        np.testing.assert_allclose(network([a["x"], a["condition"]]), a["network_out"], rtol=1e-6)
-        flow = keras.models.load_model({str(tmp_path / "flow.keras")!r})
-        np.testing.assert_allclose(flow(a["flow_x"]).log_prob(a["flow_y"]), a["flow_log_prob"], rtol=1e-6)
-        print("ok")
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
+
+fresh_process.register("autoregressive: .keras files", _save_for_a_fresh_process, """
+import keras, numpy as np
+import tfvae.layers.autoregressive  # registers the classes
+a = np.load(directory / "arrays.npz")
+network = keras.models.load_model(directory / "network.keras")
+flow = keras.models.load_model(directory / "flow.keras")
+result = {"network_out": np.asarray(network([a["x"], a["condition"]])),
+          "flow_log_prob": np.asarray(flow(a["flow_x"]).log_prob(a["flow_y"]))}
+""")
+
+
+def test_saved_models_give_the_same_outputs_in_a_fresh_process(fresh_process_results):
+    arrays, reloaded = fresh_process_results("autoregressive: .keras files")
+    np.testing.assert_allclose(reloaded["network_out"], arrays["network_out"], rtol=1e-6)
+    np.testing.assert_allclose(reloaded["flow_log_prob"], arrays["flow_log_prob"], rtol=1e-6)
 
 
 # ---------------------------------------------------------------- bad arguments

@@ -1,9 +1,5 @@
 """convert_to_tensor_fn, DistributionLambda, and what every distribution layer does with them."""
 
-import subprocess
-import sys
-import textwrap
-
 import keras
 import numpy as np
 import pytest
@@ -13,6 +9,7 @@ import tensorflow_probability as tfp
 from tfvae import layers
 from tfvae.layers import conversion
 from tfvae.losses import NegativeLogLikelihood
+from tests import fresh_process
 from tests.helpers import assert_config_round_trip, serialized_round_trip
 
 tfd = tfp.distributions
@@ -160,7 +157,7 @@ def test_validate_args_checks_values_at_run_time():
     assert not layers.IndependentPoisson()(tf.zeros([2, 1])).distribution.validate_args
 
 
-def test_conversions_and_distribution_lambda_reload_in_a_fresh_process(tmp_path):
+def _save_for_a_fresh_process(directory):
     x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
     inputs = keras.Input((3,))
     hidden = keras.layers.Dense(4)(inputs)
@@ -175,26 +172,28 @@ def test_conversions_and_distribution_lambda_reload_in_a_fresh_process(tmp_path)
     })
     gaussian = next(layer for layer in model.layers if isinstance(layer, layers.IndependentGaussian))
     gaussian.raw_scale.assign(np.full((2, 2), 0.3, np.float32))  # a weight of the distribution layer itself
-    model.save(tmp_path / "model.keras")
+    model.save(directory / "model.keras")
     expected = {name: tf.convert_to_tensor(d).numpy() for name, d in model(x).items() if name != "lambda"}
     expected["lambda_mean"] = model(x)["lambda"].mean().numpy()
-    np.save(tmp_path / "x.npy", x)
-    script = textwrap.dedent(f"""
-        import json, keras, numpy as np, tensorflow as tf
-        import tfvae
-        from tests import test_layers_conversion  # registers the test functions
-        model = keras.models.load_model({str(tmp_path / "model.keras")!r})
-        outputs = model(np.load({str(tmp_path / "x.npy")!r}))
-        result = {{name: tf.convert_to_tensor(d).numpy().tolist() for name, d in outputs.items() if name != "lambda"}}
-        result["lambda_mean"] = outputs["lambda"].mean().numpy().tolist()
-        result["lambda_type"] = type(outputs["lambda"]).__name__
-        print(json.dumps(result))
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=str(tmp_path.cwd()))
-    assert result.returncode == 0, result.stderr[-3000:]
-    import json
+    np.save(directory / "x.npy", x)
+    return expected
 
-    reloaded = json.loads(result.stdout.strip().splitlines()[-1])
+
+fresh_process.register("conversion: .keras file", _save_for_a_fresh_process, """
+import keras, numpy as np, tensorflow as tf
+import tfvae
+from tests import test_layers_conversion  # registers the test functions
+model = keras.models.load_model(directory / "model.keras")
+outputs = model(np.load(directory / "x.npy"))
+result = {name: tf.convert_to_tensor(d).numpy() for name, d in outputs.items() if name != "lambda"}
+result["lambda_mean"] = outputs["lambda"].mean().numpy()
+result["lambda_type"] = type(outputs["lambda"]).__name__
+""")
+
+
+def test_conversions_and_distribution_lambda_reload_in_a_fresh_process(fresh_process_results):
+    expected, reloaded = fresh_process_results("conversion: .keras file")
+    reloaded = dict(reloaded)
     assert reloaded.pop("lambda_type") == "SampleConvertibleNormal"
     for name, value in expected.items():
         np.testing.assert_allclose(reloaded[name], value, rtol=1e-6, err_msg=name)

@@ -1,10 +1,5 @@
 """The IAF posterior (tfvae.layers.inverse_autoregressive): its density, its draws, and a VAE built on it."""
 
-import json
-import subprocess
-import sys
-import textwrap
-
 import keras
 import numpy as np
 import pytest
@@ -14,6 +9,7 @@ import tensorflow_probability as tfp
 import tfvae
 from tfvae import architectures, cli, training
 from tfvae.layers.inverse_autoregressive import AffineAutoregressiveStep, InverseAutoregressiveFlowNormal
+from tests import fresh_process
 from tests.helpers import assert_config_round_trip, serialized_round_trip
 
 tfd = tfp.distributions
@@ -163,38 +159,42 @@ def test_a_mirrored_step_equals_a_single_device_step_with_an_iaf_posterior():
         np.testing.assert_allclose(mirrored_value, single_value, rtol=1e-4, atol=1e-5)
 
 
-def test_saved_iaf_vae_loads_and_its_export_serves_without_tfvae_or_tfp(tmp_path):
+def _save_for_a_fresh_process(directory):
     vae = _iaf_vae()
     vae.compile(optimizer="adam")
     x = _binary_images(4)
     vae.fit(x, epochs=2, verbose=0)
-    vae.save(tmp_path / "vae.keras")
-    vae.export(tmp_path / "export", verbose=False)
-    np.save(tmp_path / "x.npy", x)
-    expected = {"encode_mean": vae.encode(x).mean().numpy(), "log_prob": vae.encode(x).log_prob(np.zeros((4, 2), np.float32)).numpy()}
-    loaded = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
-        import json, sys, numpy as np, keras
-        import tfvae
-        vae = keras.models.load_model({str(tmp_path / 'vae.keras')!r})
-        x = np.load({str(tmp_path / 'x.npy')!r})
-        posterior = vae.encode(x)
-        print(json.dumps({{"encode_mean": posterior.mean().numpy().tolist(),
-                           "log_prob": posterior.log_prob(np.zeros((4, 2), np.float32)).numpy().tolist()}}))
-    """)], capture_output=True, text=True, timeout=300)
-    assert loaded.returncode == 0, loaded.stderr[-3000:]
-    served = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
-        import json, sys, numpy as np, tensorflow as tf
-        model = tf.saved_model.load({str(tmp_path / 'export')!r})
-        outputs = model.signatures["encode"](x=tf.constant(np.load({str(tmp_path / 'x.npy')!r})))
-        assert "tfvae" not in sys.modules and "tensorflow_probability" not in sys.modules
-        print(json.dumps({{"mean": outputs["mean"].numpy().tolist(), "stddev": outputs["stddev"].numpy().tolist()}}))
-    """)], capture_output=True, text=True, timeout=300)
-    assert served.returncode == 0, served.stderr[-3000:]
-    loaded, served = json.loads(loaded.stdout.splitlines()[-1]), json.loads(served.stdout.splitlines()[-1])
+    vae.save(directory / "vae.keras")
+    vae.export(directory / "export", verbose=False)
+    np.save(directory / "x.npy", x)
+    posterior = vae.encode(x)
+    return {"encode_mean": posterior.mean().numpy(), "log_prob": posterior.log_prob(np.zeros((4, 2), np.float32)).numpy(),
+            "stddev": posterior.stddev().numpy()}
+
+
+fresh_process.register("iaf: VAE .keras file", _save_for_a_fresh_process, """
+import numpy as np, keras
+import tfvae
+vae = keras.models.load_model(directory / "vae.keras")
+posterior = vae.encode(np.load(directory / "x.npy"))
+result = {"encode_mean": posterior.mean().numpy(), "log_prob": posterior.log_prob(np.zeros((4, 2), np.float32)).numpy()}
+""")
+fresh_process.register("iaf: export", _save_for_a_fresh_process, """
+import sys, numpy as np, tensorflow as tf
+model = tf.saved_model.load(str(directory / "export"))
+outputs = model.signatures["encode"](x=tf.constant(np.load(directory / "x.npy")))
+assert sys.modules["tfvae"] is None and sys.modules["tensorflow_probability"] is None  # importing them fails
+result = {"mean": outputs["mean"].numpy(), "stddev": outputs["stddev"].numpy()}
+""", without=("tfvae", "tensorflow_probability"))
+
+
+def test_saved_iaf_vae_loads_and_its_export_serves_without_tfvae_or_tfp(fresh_process_results):
+    expected, loaded = fresh_process_results("iaf: VAE .keras file")
+    _, served = fresh_process_results("iaf: export")
     np.testing.assert_allclose(loaded["encode_mean"], expected["encode_mean"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded["log_prob"], expected["log_prob"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(served["mean"], expected["encode_mean"], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(served["stddev"], vae.encode(x).stddev(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(served["stddev"], expected["stddev"], rtol=1e-4, atol=1e-5)
 
 
 def test_the_command_line_trains_with_an_iaf_posterior(tmp_path, tfds_data_dir, capsys):

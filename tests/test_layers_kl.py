@@ -6,25 +6,19 @@ Monte Carlo estimates are checked against them within five standard errors
 computed from the same test points.
 """
 
-import json
-import pathlib
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tests import fresh_process
 from tests.helpers import assert_config_round_trip, serialized_round_trip
 from tfvae import priors
 from tfvae.layers import distribution, independent, kl, variable
 from tfvae.losses import NegativeLogLikelihood
 
 tfd = tfp.distributions
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @keras.saving.register_keras_serializable(package="tests_kl")
@@ -345,22 +339,7 @@ def test_probabilistic_layers_vae_trains():
     assert vae.predict(x[:4], verbose=0).shape == (4, *input_shape)
 
 
-SAVE_AND_LOAD = """
-import json, sys
-import numpy as np, keras
-import tfvae.layers.kl  # noqa: F401  (registers the classes)
-path, x = sys.argv[1], np.load(sys.argv[2])
-result = {}
-for name in ["regularized", "add_loss"]:
-    model = keras.models.load_model(f"{path}/{name}.keras")
-    output = model(x)
-    result[name] = {"mean": np.asarray(output.mean()).tolist(), "losses": float(sum(model.losses)),
-                    "weights": [np.asarray(w).tolist() for w in model.weights]}
-print(json.dumps(result))
-"""
-
-
-def test_models_round_trip_through_keras_files_in_a_fresh_process(tmp_path):
+def _save_for_a_fresh_process(directory):
     x = np.random.default_rng(3).normal(size=(6, 4)).astype("float32")
     y = x[:, :2]
     models = {
@@ -379,14 +358,28 @@ def test_models_round_trip_through_keras_files_in_a_fresh_process(tmp_path):
         output = model(x)
         expected[name] = {"mean": output.mean().numpy(), "losses": float(sum(model.losses)),
                           "weights": [w.numpy() for w in model.weights]}
-        model.save(tmp_path / f"{name}.keras")
-    assert not np.allclose(models["add_loss"].layers[-1].distribution_b.loc.numpy(), 0.0)
-    np.save(tmp_path / "x.npy", x)
-    result = subprocess.run([sys.executable, "-c", SAVE_AND_LOAD, str(tmp_path), str(tmp_path / "x.npy")],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
-    for name in models:
+        model.save(directory / f"{name}.keras")
+    np.save(directory / "x.npy", x)
+    return expected, models["add_loss"].layers[-1].distribution_b.loc.numpy()
+
+
+fresh_process.register("kl: .keras files", _save_for_a_fresh_process, """
+import numpy as np, keras
+import tfvae.layers.kl  # noqa: F401  (registers the classes)
+x = np.load(directory / "x.npy")
+result = {}
+for name in ["regularized", "add_loss"]:
+    model = keras.models.load_model(directory / f"{name}.keras")
+    output = model(x)
+    result[name] = {"mean": np.asarray(output.mean()), "losses": float(sum(model.losses)),
+                    "weights": [np.asarray(w) for w in model.weights]}
+""")
+
+
+def test_models_round_trip_through_keras_files_in_a_fresh_process(fresh_process_results):
+    (expected, add_loss_prior_loc), loaded = fresh_process_results("kl: .keras files")
+    assert not np.allclose(add_loss_prior_loc, 0.0)
+    for name in ["regularized", "add_loss"]:
         np.testing.assert_allclose(loaded[name]["mean"], expected[name]["mean"], rtol=1e-6, err_msg=name)
         np.testing.assert_allclose(loaded[name]["losses"], expected[name]["losses"], rtol=1e-5, err_msg=name)
         assert len(loaded[name]["weights"]) == len(expected[name]["weights"])

@@ -7,11 +7,6 @@ trains (under XLA) in tests/test_cli.py and exports in tests/test_export.py.
 """
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -22,11 +17,11 @@ from scipy import integrate, special
 
 from tfvae.layers import likelihoods
 from tfvae.losses import NegativeLogLikelihood
+from tests import fresh_process
 from tests.helpers import assert_config_round_trip, serialized_round_trip
 
 tfd = tfp.distributions
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 LEVELS = np.arange(256, dtype=np.float32) / 255  # the 8-bit grey levels x_j = j / 255
 
 
@@ -234,37 +229,39 @@ def _saved_models():
     return models, x, y
 
 
-def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
+def _save_for_a_fresh_process(directory):
     models, x, y = _saved_models()
-    np.savez(tmp_path / "data.npz", x=x, y=y)
+    np.savez(directory / "data.npz", x=x, y=y)
     expected = {}
     for name, model in models.items():
-        model.save(tmp_path / f"{name}.keras")
+        model.save(directory / f"{name}.keras")
         distribution = model(x)
-        expected[name] = {"log_prob": distribution.log_prob(y).numpy(), "mean": distribution.mean().numpy()}
-    script = textwrap.dedent(f"""
-        import json, pathlib, numpy as np, keras
-        import tfvae.layers.likelihoods  # registers the classes
-        directory, outputs = pathlib.Path({str(tmp_path)!r}), {{}}
-        data = np.load(directory / "data.npz")
-        for name in {sorted(models)!r}:
-            model = keras.models.load_model(directory / f"{{name}}.keras")  # no custom_objects
-            distribution = model(data["x"])
-            outputs[name] = {{"log_prob": distribution.log_prob(data["y"]).numpy().tolist(),
-                              "mean": distribution.mean().numpy().tolist(),
-                              "predicted": model.predict(data["x"], verbose=0).tolist(),
-                              "layer": model.layers[-1].get_config()}}
-        print(json.dumps(outputs))
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    restored = json.loads(result.stdout.strip().splitlines()[-1])
-    for name, model in models.items():
+        expected[name] = {"log_prob": distribution.log_prob(y).numpy(), "mean": distribution.mean().numpy(),
+                          "layer": json.loads(json.dumps(model.layers[-1].get_config()))}
+    return expected
+
+
+fresh_process.register("likelihoods: .keras files", _save_for_a_fresh_process, """
+import json, numpy as np, keras
+import tfvae.layers.likelihoods  # registers the classes
+data, result = np.load(directory / "data.npz"), {}
+for name in ["continuous_bernoulli", "discretized"]:
+    model = keras.models.load_model(directory / f"{name}.keras")  # no custom_objects
+    distribution = model(data["x"])
+    result[name] = {"log_prob": distribution.log_prob(data["y"]).numpy(), "mean": distribution.mean().numpy(),
+                    "predicted": model.predict(data["x"], verbose=0),
+                    "layer": json.loads(json.dumps(model.layers[-1].get_config()))}
+""")
+
+
+def test_keras_file_round_trip_in_a_fresh_process(fresh_process_results):
+    expected, restored = fresh_process_results("likelihoods: .keras files")
+    assert sorted(restored) == sorted(expected) == ["continuous_bernoulli", "discretized"]
+    for name in expected:
         for key in ("log_prob", "mean"):
             np.testing.assert_allclose(restored[name][key], expected[name][key], rtol=1e-5, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(restored[name]["predicted"], expected[name]["mean"], rtol=1e-5, atol=1e-6)
-        assert restored[name]["layer"] == json.loads(json.dumps(model.layers[-1].get_config())), name
+        assert restored[name]["layer"] == expected[name]["layer"], name
 
 
 def test_layers_fit_under_xla_lowering_the_nll_and_predict_their_means():

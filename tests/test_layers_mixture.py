@@ -1,14 +1,10 @@
 """MixtureSameFamily, MixtureNormal, MixtureLogistic: densities against SciPy, moments, training, saving.
 
 Also the `.keras` round trip in a fresh process of the categorical layers
-(tfvae.layers.categorical), so that the file pays TensorFlow's start-up once.
+(tfvae.layers.categorical), in the one fresh process all test modules share (tests/fresh_process.py).
 """
 
 import json
-import pathlib
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -19,11 +15,11 @@ from scipy import special, stats
 
 from tfvae.layers import categorical, distribution, independent, mixture
 from tfvae.losses import NegativeLogLikelihood
+from tests import fresh_process
 from tests.helpers import assert_config_round_trip, serialized_round_trip
 
 tfd = tfp.distributions
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
 # Two examples, k = 3 components over events of shape (2,): 3 logits, then per
 # component 2 means and 2 raw scales, 3 (1 + 4) = 15 values.
@@ -275,35 +271,37 @@ def _outputs(model, x, y):
     return {"log_prob": distribution.log_prob(y).numpy().tolist(), "mean": distribution.mean().numpy().tolist()}
 
 
-def test_keras_file_round_trip_in_a_fresh_process_for_every_layer(tmp_path):
-    models = _saved_models()
+def _save_for_a_fresh_process(directory):
     expected = {}
-    for name, (model, x, y) in models.items():
-        model.save(tmp_path / f"{name}.keras")
-        np.savez(tmp_path / f"{name}.npz", x=x, y=y)
-        expected[name] = _outputs(model, x, y)
-    script = textwrap.dedent(f"""
-        import json, pathlib, numpy as np, keras
-        import tfvae.layers.mixture, tfvae.layers.categorical  # registers the classes (tfvae.layers exports them)
-        directory, outputs = pathlib.Path({str(tmp_path)!r}), {{}}
-        for name in {sorted(models)!r}:
-            model = keras.models.load_model(directory / f"{{name}}.keras")  # no custom_objects
-            data = np.load(directory / f"{{name}}.npz")
-            distribution = model(data["x"])
-            outputs[name] = {{"log_prob": distribution.log_prob(data["y"]).numpy().tolist(),
-                              "mean": distribution.mean().numpy().tolist(),
-                              "layer": model.layers[-1].get_config(),
-                              "predicted": model.predict(data["x"], verbose=0).tolist()}}
-        print(json.dumps(outputs))
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO,
-                            env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    restored = json.loads(result.stdout.strip().splitlines()[-1])
-    for name, (model, x, _) in models.items():
+    for name, (model, x, y) in _saved_models().items():
+        model.save(directory / f"{name}.keras")
+        np.savez(directory / f"{name}.npz", x=x, y=y)
+        expected[name] = {**_outputs(model, x, y), "layer": json.loads(json.dumps(model.layers[-1].get_config()))}
+    return expected
+
+
+fresh_process.register("mixture and categorical: .keras files", _save_for_a_fresh_process, """
+import json, numpy as np, keras
+import tfvae.layers.mixture, tfvae.layers.categorical  # registers the classes (tfvae.layers exports them)
+result = {}
+for name in ["categorical_mixture", "mixture_logistic", "mixture_normal", "mixture_same_family", "one_hot_categorical"]:
+    model = keras.models.load_model(directory / f"{name}.keras")  # no custom_objects
+    data = np.load(directory / f"{name}.npz")
+    distribution = model(data["x"])
+    result[name] = {"log_prob": distribution.log_prob(data["y"]).numpy().tolist(),
+                    "mean": distribution.mean().numpy().tolist(),
+                    "layer": json.loads(json.dumps(model.layers[-1].get_config())),
+                    "predicted": model.predict(data["x"], verbose=0).tolist()}
+""")
+
+
+def test_keras_file_round_trip_in_a_fresh_process_for_every_layer(fresh_process_results):
+    expected, restored = fresh_process_results("mixture and categorical: .keras files")
+    assert sorted(restored) == sorted(expected)
+    for name in expected:
         for key in ("log_prob", "mean"):
             np.testing.assert_allclose(restored[name][key], expected[name][key], rtol=1e-5, atol=1e-6, err_msg=name)
-        assert restored[name]["layer"] == json.loads(json.dumps(model.layers[-1].get_config())), name
+        assert restored[name]["layer"] == expected[name]["layer"], name
     assert np.asarray(restored["categorical_mixture"]["predicted"]).sum(-1).tolist() == [1.0] * 4  # "mode": one-hot
     assert np.asarray(restored["one_hot_categorical"]["predicted"]).shape == (4, 3)
     np.testing.assert_allclose(restored["mixture_same_family"]["predicted"], expected["mixture_same_family"]["mean"],

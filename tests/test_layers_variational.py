@@ -6,23 +6,18 @@ z = (y - mean) / sqrt(variance), and require |mean(z)| < 5 / sqrt(n) and
 conservatively (draws sharing one weight sample count once per unit).
 """
 
-import pathlib
-import subprocess
-import sys
-import textwrap
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tests import fresh_process
 from tests.helpers import assert_config_round_trip, serialized_round_trip
 from tfvae.layers import conv_variational, dense_variational, variable, variational, variational_fns
 from tfvae.layers.distribution import DistributionLambda
 
 tfd = tfp.distributions
-REPO = pathlib.Path(__file__).resolve().parents[1]
 DENSE = {
     "reparameterization": variational.DenseReparameterization,
     "local_reparameterization": variational.DenseLocalReparameterization,
@@ -274,40 +269,39 @@ def _all_layers_model():
     return keras.Model(inputs, outputs)
 
 
-def test_keras_file_round_trips_in_a_fresh_process_and_export_loads_without_tfvae_or_tfp(tmp_path):
+def _save_for_a_fresh_process(directory):
     model = _all_layers_model()
     x = np.random.default_rng(0).normal(size=(5, 6, 6, 2)).astype(np.float32)
     # Saved before any call: Keras saves no seed generator state (Dropout's neither), so a
     # loaded model draws from the initial state, as this one does on its first call.
-    model.save(tmp_path / "model.keras")
-    model.export(tmp_path / "export", verbose=False)
-    np.save(tmp_path / "x.npy", x)
-    keras_script = f"""
-        import sys; sys.path.insert(0, {str(REPO)!r})
-        import numpy as np, keras
-        import tests.test_layers_variational  # registers the tutorial builders
-        model = keras.models.load_model({str(tmp_path / "model.keras")!r})
-        np.save({str(tmp_path / "keras_out.npy")!r}, model(np.load({str(tmp_path / "x.npy")!r})).numpy())
-        """
-    export_script = f"""
-        import sys
-        for name in ("tfvae", "tensorflow_probability"):
-            sys.modules[name] = None  # importing them now fails
-        import numpy as np, tensorflow as tf
-        exported = tf.saved_model.load({str(tmp_path / "export")!r})  # kept: it owns the variables
-        served = exported.serve(tf.constant(np.load({str(tmp_path / "x.npy")!r})))
-        np.save({str(tmp_path / "export_out.npy")!r}, served.numpy())
-        """
-    processes = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-                 for script in (keras_script, export_script)]
-    for process in processes:
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stderr[-3000:]
-    expected = model(x).numpy()  # the first draws from the initial seed state
-    np.testing.assert_allclose(np.load(tmp_path / "keras_out.npy"), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.load(tmp_path / "export_out.npy"), expected, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(model(x), expected)  # and the draws do change from call to call
+    model.save(directory / "model.keras")
+    model.export(directory / "export", verbose=False)
+    np.save(directory / "x.npy", x)
+    first = model(x).numpy()  # the first draws from the initial seed state
+    return first, model(x).numpy()
+
+
+fresh_process.register("variational: .keras file", _save_for_a_fresh_process, """
+import numpy as np, keras
+import tests.test_layers_variational  # registers the tutorial builders
+model = keras.models.load_model(directory / "model.keras")
+result = model(np.load(directory / "x.npy")).numpy()
+""")
+fresh_process.register("variational: export", _save_for_a_fresh_process, """
+import sys
+assert sys.modules["tfvae"] is None and sys.modules["tensorflow_probability"] is None  # importing them fails
+import numpy as np, tensorflow as tf
+exported = tf.saved_model.load(str(directory / "export"))  # kept: it owns the variables
+result = exported.serve(tf.constant(np.load(directory / "x.npy"))).numpy()
+""", without=("tfvae", "tensorflow_probability"))
+
+
+def test_keras_file_round_trips_in_a_fresh_process_and_export_loads_without_tfvae_or_tfp(fresh_process_results):
+    (expected, second_call), keras_out = fresh_process_results("variational: .keras file")
+    _, export_out = fresh_process_results("variational: export")
+    np.testing.assert_allclose(keras_out, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(export_out, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(second_call, expected)  # and the draws do change from call to call
 
 
 def test_fit_under_xla_lowers_the_loss_and_moves_every_weight():

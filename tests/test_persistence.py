@@ -1,19 +1,20 @@
 """Whole-model persistence: `.keras` files reload in a fresh process."""
 
-import subprocess
-import sys
-import textwrap
+import functools
 
 import keras
 import numpy as np
 
 import tfvae
 from tfvae import architectures, priors
+from tests import fresh_process
 
 IMAGE_SHAPE = (4, 4, 1)
 
 
+@functools.cache
 def _trained_vae():
+    """One VAE trained for one epoch, shared by the tests here (they save it, and change only what they load)."""
     x = (np.random.default_rng(0).uniform(size=(64, *IMAGE_SHAPE)) > 0.5).astype(np.float32)
     encoder = architectures.conv_encoder(IMAGE_SHAPE, 3, filters=(4, 8))
     decoder = architectures.conv_decoder(3, IMAGE_SHAPE, filters=(8, 4), likelihood="gaussian")
@@ -23,29 +24,31 @@ def _trained_vae():
     return vae, x
 
 
-def test_saved_vae_reloads_in_a_fresh_process_with_identical_outputs(tmp_path):
+def _save_for_a_fresh_process(directory):
     vae, x = _trained_vae()
-    vae.save(tmp_path / "vae.keras")
-    np.save(tmp_path / "x.npy", x)
-    script = textwrap.dedent(
-        f"""
-        import numpy as np, keras
-        import tfvae  # registers the classes; no custom_objects needed
-        vae = keras.models.load_model({str(tmp_path / "vae.keras")!r})
-        x = np.load({str(tmp_path / "x.npy")!r})
-        posterior = vae.encode(x)
-        np.savez({str(tmp_path / "out.npz")!r}, loc=posterior.mean(), scale=posterior.stddev(),
-                 reconstruction=vae.reconstruct(x), prior_loc=vae.prior.distribution().mean(),
-                 beta=vae.beta)
-        """
-    )
-    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
-    loaded = np.load(tmp_path / "out.npz")
+    vae.save(directory / "vae.keras")
+    np.save(directory / "x.npy", x)
     posterior = vae.encode(x)
-    np.testing.assert_allclose(loaded["loc"], posterior.mean(), rtol=1e-6)
-    np.testing.assert_allclose(loaded["scale"], posterior.stddev(), rtol=1e-6)
-    np.testing.assert_allclose(loaded["reconstruction"], vae.reconstruct(x), rtol=1e-6)
-    np.testing.assert_allclose(loaded["prior_loc"], vae.prior.distribution().mean(), rtol=1e-6)
+    return {"loc": posterior.mean().numpy(), "scale": posterior.stddev().numpy(),
+            "reconstruction": np.asarray(vae.reconstruct(x)), "prior_loc": vae.prior.distribution().mean().numpy()}
+
+
+fresh_process.register("persistence: VAE .keras file", _save_for_a_fresh_process, """
+import numpy as np, keras
+import tfvae  # registers the classes; no custom_objects needed
+vae = keras.models.load_model(directory / "vae.keras")
+x = np.load(directory / "x.npy")
+posterior = vae.encode(x)
+result = {"loc": np.asarray(posterior.mean()), "scale": np.asarray(posterior.stddev()),
+          "reconstruction": np.asarray(vae.reconstruct(x)), "prior_loc": np.asarray(vae.prior.distribution().mean()),
+          "beta": np.asarray(vae.beta)}  # as np.savez keeps it
+""")
+
+
+def test_saved_vae_reloads_in_a_fresh_process_with_identical_outputs(fresh_process_results):
+    expected, loaded = fresh_process_results("persistence: VAE .keras file")
+    for key in ("loc", "scale", "reconstruction", "prior_loc"):
+        np.testing.assert_allclose(loaded[key], expected[key], rtol=1e-6, err_msg=key)
     assert loaded["beta"] == 0.7
 
 

@@ -5,7 +5,6 @@ import os
 import pathlib
 import re
 import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -13,10 +12,15 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests import fresh_process
 from tests.helpers import python_with_data
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+
+
+def _no_files(directory):
+    """The README's programs need no files saved first."""
 
 
 def _quickstart_code():
@@ -48,12 +52,33 @@ def test_quickstart_trains_evaluates_and_saves_the_model_it_reports_on(tmp_path,
     assert vae.sample(16).shape == (16, 28, 28, 1)
 
 
-def test_serving_snippet_runs_as_written():
-    section = README.split("From Python, with TensorFlow alone:", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "(2, 16) (8, 28, 28, 1)" in result.stdout
+def _snippet(after, readme=README):
+    """The README's first Python block after the words `after`."""
+    return re.search(r"```python\n(.*?)```", readme.split(after, 1)[1], re.S).group(1)
+
+
+def _run_as_written(after):
+    """Source for the tests' one fresh process (tests/fresh_process.py): runs `_snippet(after)` as `python -c`
+    would from the repository root, in a namespace of its own; `result` is what it printed."""
+    return f"""
+import contextlib, io, re
+code = re.search(r"```python\\n(.*?)```", open("README.md").read().split({after!r}, 1)[1], re.S).group(1)  # _snippet
+stdout = io.StringIO()
+with contextlib.redirect_stdout(stdout):
+    exec(compile(code, "<README>", "exec"), {{"__name__": "__main__"}})
+result = stdout.getvalue()
+"""
+
+
+fresh_process.register("readme: serving snippet", _no_files, _run_as_written("From Python, with TensorFlow alone:"),
+                       without=("tfvae", "tensorflow_probability"))  # TensorFlow alone
+fresh_process.register("readme: migrated tfp.layers program", _no_files,
+                       _run_as_written("A `tfp.layers` program, migrated"))
+
+
+def test_serving_snippet_runs_as_written(fresh_process_results):
+    _, printed = fresh_process_results("readme: serving snippet")
+    assert "(2, 16) (8, 28, 28, 1)" in printed
 
 
 def test_ci_runs_the_readme_test_command():
@@ -76,14 +101,12 @@ def _maximum_likelihood_noise_at_the_ends(x, y):
     return 1e-3 + np.logaddexp(0.0, np.array([-c + d, c + d]))
 
 
-def test_migrated_tfp_layers_program_runs_and_learns_the_growing_noise():
-    section = README.split("A `tfp.layers` program, migrated", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    learned = [float(v) for v in re.search(r"\[\s*([0-9.e-]+)\s+([0-9.e-]+)\s*\]", result.stdout).groups()]
+def test_migrated_tfp_layers_program_runs_and_learns_the_growing_noise(fresh_process_results):
+    code = _snippet("A `tfp.layers` program, migrated")
+    _, printed = fresh_process_results("readme: migrated tfp.layers program")
+    learned = [float(v) for v in re.search(r"\[\s*([0-9.e-]+)\s+([0-9.e-]+)\s*\]", printed).groups()]
     data = {"np": np}
     exec("\n".join(line for line in code.splitlines() if line.startswith(("x = ", "y = "))), data)  # its x and y
     expected = _maximum_likelihood_noise_at_the_ends(data["x"][:, 0], data["y"])
-    np.testing.assert_allclose(learned, expected, atol=5e-3, err_msg=result.stdout)
+    np.testing.assert_allclose(learned, expected, atol=5e-3, err_msg=printed)
     assert expected[1] > 3 * expected[0]  # the data's noise does grow along x (true: 0.1 to 0.5)

@@ -22,7 +22,7 @@ def test_config_round_trips_through_json():
     "field, value, match",
     [
         ("dataset", "svhn", r"Unknown `dataset` 'svhn'; known: \['binarized_mnist', 'cifar10', 'fashion_mnist', 'mnist'\]"),
-        ("arch", "resnet", r"Unknown `arch` 'resnet'; known: \['conv', 'gated_mlp', 'mlp'\]"),
+        ("arch", "resnet", r"Unknown `arch` 'resnet'; known: \['conv', 'gated_mlp', 'hvae', 'mlp'\]"),
         ("kl_warmup_epochs", -1, r"`kl_warmup_epochs` must be an int >= 0; received -1"),
         ("early_stopping_patience", 0, r"`early_stopping_patience` must be an int >= 1; received 0"),
         ("epochs", -1, r"`epochs` must be an int >= 1; received -1"),
@@ -280,6 +280,24 @@ def test_cosine_schedule_decays_to_zero_over_the_run_and_is_saved_with_the_model
     vae, saved = training.load_run(tmp_path)
     assert saved == config and int(vae.optimizer.iterations) == 8  # 2 epochs of 4 steps: the end of the curve
     assert float(vae.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_iwae_papers_schedule_holds_each_rate_for_3_to_the_i_epochs(tmp_path, tfds_data_dir):
+    schedule = TrainingConfig(learning_rate_schedule="iwae_paper").learning_rate_for(steps_per_epoch=10)
+    stage_starts = np.cumsum([0] + [3 ** i for i in range(7)]) * 10  # steps: epochs 0, 1, 4, 13, ..., 1093
+    for i, start in enumerate(stage_starts):
+        expected = 1e-3 * 10 ** (-i / 7)  # Burda et al. (2015): 0.001 * 10^(-i/7)
+        assert float(schedule(int(start))) == pytest.approx(expected, rel=1e-6)
+        if i:
+            assert float(schedule(int(start) - 1)) == pytest.approx(1e-3 * 10 ** (-(i - 1) / 7), rel=1e-6)
+    assert float(schedule(3280 * 10 + 5)) == pytest.approx(1e-4, rel=1e-6)  # the last rate holds
+    # A run of 2 epochs of 4 steps ends in the second stage (epochs 1 to 3), and saves the schedule.
+    config = TrainingConfig(dataset="binarized_mnist", binarize=None, latent_dim=2, epochs=2, batch_size=50,
+                            max_examples=200, learning_rate=0.01, learning_rate_schedule="iwae_paper")
+    training.train(config, tmp_path, data_dir=tfds_data_dir, verbose=0)
+    vae, _ = training.load_run(tmp_path)
+    assert int(vae.optimizer.iterations) == 8
+    assert float(vae.optimizer.learning_rate) == pytest.approx(0.01 * 10 ** (-1 / 7), rel=1e-6)
 
 
 def test_the_flow_prior_is_built_from_the_config():

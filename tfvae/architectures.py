@@ -3,6 +3,15 @@
     encoder = mlp_encoder((28, 28, 1), latent_dim=50)       # x -> q(z|x)
     decoder = mlp_decoder(50, (28, 28, 1))                   # z -> p(x|z)
 
+With `num_classes=N` each builder makes the conditional model of a
+conditional VAE (`tfvae.VAE(..., num_classes=N)`): the encoder takes
+`[x, one_hot]` -> q(z|x, y), the decoder `[z, one_hot]` -> p(x|z, y), with
+`one_hot: [batch, N]` (input "label"). The one-hot label is concatenated to
+the flattened image (MLPs), to the flattened features of the last convolution
+(`conv_encoder`), or to z (decoders), so it enters the first dense layer
+that reads them: for a fixed class c that layer is the unconditional one with
+its bias moved by the kernel's row for c.
+
 Posteriors and likelihoods are chosen by name from the registries below.
 Decoders end in a layer that reads its parameters parameter-major,
 `[batch, P, *image_shape]` (P = 1 for "bernoulli", "gaussian" and
@@ -71,6 +80,31 @@ def _check_sizes(latent_dim, shape, shape_argument, hidden_units, hidden_argumen
     return latent_dim, shape, hidden_units
 
 
+def check_num_classes(num_classes):
+    """`num_classes` checked: None (unconditional) or an int >= 2; raises ValueError naming it otherwise."""
+    if num_classes is None:
+        return None
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be None (unconditional) or an int >= 2; received {num_classes!r}.")
+    return num_classes
+
+
+def _with_label(hidden, num_classes, name):
+    """`(hidden, label_input)`: `hidden` with the one-hot label `[batch, num_classes]` concatenated, and that input.
+
+    `(hidden, None)` when `num_classes` is None: the unconditional model is left exactly as it was.
+    """
+    if num_classes is None:
+        return hidden, None
+    label = keras.Input((num_classes,), name="label")
+    return keras.layers.Concatenate(name=name)([hidden, label]), label
+
+
+def _model(inputs, label, outputs, name):
+    """A Functional model on `inputs`, or on `[inputs, label]` when conditional."""
+    return keras.Model(inputs if label is None else [inputs, label], outputs, name=name)
+
+
 def _check_image_shape(shape, argument, num_downsamplings):
     if len(shape) != 3:
         raise ValueError(f"`{argument}` must be (height, width, channels); received {shape}.")
@@ -126,21 +160,25 @@ def mlp_encoder(
     activation="tanh",
     posterior="independent_normal",
     name="encoder",
+    num_classes=None,
 ):
     """x: `[batch, *input_shape]` -> q(z|x) through dense layers.
 
     The default is the encoder of the IWAE paper (Burda et al., 2015):
     784-200-200-latent, tanh. `activation="gated"` uses `GatedDense` units.
+    With `num_classes`: `[x, one_hot]` -> q(z|x, y), the one-hot
+    `[batch, num_classes]` concatenated to the flattened x.
     """
     latent_dim, input_shape, hidden_units = _check_sizes(latent_dim, input_shape, "input_shape", hidden_units, "hidden_units")
+    num_classes = check_num_classes(num_classes)
     make_posterior = _choose(POSTERIORS, posterior, "posterior")
     distribution = make_posterior(latent_dim)
     inputs = keras.Input(input_shape, name="x")
-    hidden = keras.layers.Flatten()(inputs)
+    hidden, label = _with_label(keras.layers.Flatten()(inputs), num_classes, "x_and_label")
     for units in hidden_units:
         hidden = _hidden_layer(units, activation)(hidden)
     params = keras.layers.Dense(distribution.num_params, name="posterior_params")(hidden)
-    return keras.Model(inputs, distribution(params), name=name)
+    return _model(inputs, label, distribution(params), name)
 
 
 def mlp_decoder(
@@ -150,19 +188,22 @@ def mlp_decoder(
     activation="tanh",
     likelihood="bernoulli",
     name="decoder",
+    num_classes=None,
 ):
     """z: `[batch, latent_dim]` -> p(x|z) with event shape `output_shape`.
 
-    `activation="gated"` uses `GatedDense` units.
+    `activation="gated"` uses `GatedDense` units. With `num_classes`:
+    `[z, one_hot]` -> p(x|z, y), the one-hot concatenated to z.
     """
     latent_dim, output_shape, hidden_units = _check_sizes(latent_dim, output_shape, "output_shape", hidden_units, "hidden_units")
+    num_classes = check_num_classes(num_classes)
     distribution = _choose(LIKELIHOODS, likelihood, "likelihood")(output_shape)
     inputs = keras.Input((latent_dim,), name="z")
-    hidden = inputs
+    hidden, label = _with_label(inputs, num_classes, "z_and_label")
     for units in hidden_units:
         hidden = _hidden_layer(units, activation)(hidden)
     params = keras.layers.Dense(distribution.num_params, name="likelihood_params")(hidden)
-    return keras.Model(inputs, distribution(params), name=name)
+    return _model(inputs, label, distribution(params), name)
 
 
 def conv_encoder(
@@ -173,13 +214,17 @@ def conv_encoder(
     activation="relu",
     posterior="independent_normal",
     name="encoder",
+    num_classes=None,
 ):
     """x: `[batch, height, width, channels]` -> q(z|x) through strided convolutions.
 
     Each conv layer halves height and width; both must be divisible by
     `2 ** len(filters)` (e.g. (28, 28, 1) or (32, 32, 3) with two layers).
+    With `num_classes`: `[x, one_hot]` -> q(z|x, y), the one-hot concatenated
+    to the flattened features of the last convolution.
     """
     latent_dim, input_shape, filters = _check_sizes(latent_dim, input_shape, "input_shape", filters, "filters")
+    num_classes = check_num_classes(num_classes)
     _check_image_shape(input_shape, "input_shape", len(filters))
     distribution = _choose(POSTERIORS, posterior, "posterior")(latent_dim)
     inputs = keras.Input(input_shape, name="x")
@@ -188,9 +233,9 @@ def conv_encoder(
         hidden = keras.layers.Conv2D(
             num_filters, kernel_size, strides=2, padding="same", activation=activation
         )(hidden)
-    hidden = keras.layers.Flatten()(hidden)
+    hidden, label = _with_label(keras.layers.Flatten()(hidden), num_classes, "features_and_label")
     params = keras.layers.Dense(distribution.num_params, name="posterior_params")(hidden)
-    return keras.Model(inputs, distribution(params), name=name)
+    return _model(inputs, label, distribution(params), name)
 
 
 def conv_decoder(
@@ -201,6 +246,7 @@ def conv_decoder(
     activation="relu",
     likelihood="bernoulli",
     name="decoder",
+    num_classes=None,
 ):
     """z: `[batch, latent_dim]` -> p(x|z) through transposed convolutions.
 
@@ -210,16 +256,19 @@ def conv_decoder(
     parameters of each pixel and channel. Its `P * channels` outputs at a
     pixel are read as `[P, channels]` and moved to the parameter-major
     layout `[P, height, width, channels]` that the likelihood layers read,
-    so each pixel's parameters come from that pixel's features.
+    so each pixel's parameters come from that pixel's features. With
+    `num_classes`: `[z, one_hot]` -> p(x|z, y), the one-hot concatenated to z.
     """
     latent_dim, output_shape, filters = _check_sizes(latent_dim, output_shape, "output_shape", filters, "filters")
+    num_classes = check_num_classes(num_classes)
     _check_image_shape(output_shape, "output_shape", len(filters))
     distribution = _choose(LIKELIHOODS, likelihood, "likelihood")(output_shape)
     factor = 2 ** len(filters)
     height, width, channels = output_shape
     start_shape = (height // factor, width // factor, filters[0])
     inputs = keras.Input((latent_dim,), name="z")
-    hidden = keras.layers.Dense(math.prod(start_shape), activation=activation)(inputs)
+    hidden, label = _with_label(inputs, num_classes, "z_and_label")
+    hidden = keras.layers.Dense(math.prod(start_shape), activation=activation)(hidden)
     hidden = keras.layers.Reshape(start_shape)(hidden)
     for num_filters in filters:
         hidden = keras.layers.Conv2DTranspose(
@@ -230,17 +279,19 @@ def conv_decoder(
     if params_per_element > 1:
         params = keras.layers.Reshape((height, width, params_per_element, channels))(params)
         params = keras.layers.Permute((3, 1, 2, 4), name="likelihood_params_by_parameter")(params)
-    return keras.Model(inputs, distribution(params), name=name)
+    return _model(inputs, label, distribution(params), name)
 
 
-def gated_mlp_encoder(input_shape, latent_dim, posterior="independent_normal", name="encoder"):
+def gated_mlp_encoder(input_shape, latent_dim, posterior="independent_normal", name="encoder", num_classes=None):
     """The encoder of the VampPrior paper's MLP (Tomczak & Welling, 2018): 784-300-300-latent, gated units."""
-    return mlp_encoder(input_shape, latent_dim, hidden_units=(300, 300), activation="gated", posterior=posterior, name=name)
+    return mlp_encoder(input_shape, latent_dim, hidden_units=(300, 300), activation="gated", posterior=posterior, name=name,
+                       num_classes=num_classes)
 
 
-def gated_mlp_decoder(latent_dim, output_shape, likelihood="bernoulli", name="decoder"):
+def gated_mlp_decoder(latent_dim, output_shape, likelihood="bernoulli", name="decoder", num_classes=None):
     """The decoder of the VampPrior paper's MLP: latent-300-300-784, gated units."""
-    return mlp_decoder(latent_dim, output_shape, hidden_units=(300, 300), activation="gated", likelihood=likelihood, name=name)
+    return mlp_decoder(latent_dim, output_shape, hidden_units=(300, 300), activation="gated", likelihood=likelihood, name=name,
+                       num_classes=num_classes)
 
 
 ARCHITECTURES = {
@@ -250,8 +301,12 @@ ARCHITECTURES = {
 }
 
 
-def encoder_and_decoder(arch, image_shape, latent_dim, likelihood="bernoulli", posterior="independent_normal"):
-    """Returns `(encoder, decoder)` of architecture `arch` (a key of `ARCHITECTURES`) with default sizes."""
+def encoder_and_decoder(arch, image_shape, latent_dim, likelihood="bernoulli", posterior="independent_normal",
+                        num_classes=None):
+    """Returns `(encoder, decoder)` of architecture `arch` (a key of `ARCHITECTURES`) with default sizes.
+
+    With `num_classes`, the conditional pair: `[x, one_hot]` -> q(z|x, y) and `[z, one_hot]` -> p(x|z, y).
+    """
     make_encoder, make_decoder = _choose(ARCHITECTURES, arch, "arch")
-    return (make_encoder(image_shape, latent_dim, posterior=posterior),
-            make_decoder(latent_dim, image_shape, likelihood=likelihood))
+    return (make_encoder(image_shape, latent_dim, posterior=posterior, num_classes=num_classes),
+            make_decoder(latent_dim, image_shape, likelihood=likelihood, num_classes=num_classes))

@@ -60,6 +60,7 @@ class ElboTerms(NamedTuple):
     elbo: object  # E_q log p(x|z) - KL
     reconstruction: object  # -E_q log p(x|z)
     kl: object  # KL(q(z|x) || p(z))
+    kl_by_layer: object = None  # {layer name: [batch]} for several stochastic layers (`kl_per_layer`), else None
 
 
 def analytic_kl_available(posterior, prior):

@@ -3,6 +3,8 @@
     tfvae train --dataset mnist --arch mlp --epochs 10 --out runs/mnist
     tfvae evaluate --model runs/mnist --split test
     tfvae sample --model runs/mnist -n 64 --out samples.png
+    tfvae train --dataset mnist --conditional --out runs/cmnist
+    tfvae sample --model runs/cmnist --label 3 -n 16 --out threes.png
     tfvae reconstruct --model runs/mnist -n 16 --out reconstructions.png
     tfvae export --model runs/mnist --out serving/vae/1
 """
@@ -18,11 +20,12 @@ import tensorflow as tf
 import tfvae
 from tfvae import architectures, bounds, data, priors, training
 from tfvae import export as export_lib
+from tfvae.training import run_dir as run_files
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143  # 128 + SIGINT, SIGTERM
 
 DATASET_CHOICES = sorted(data.DATASETS)
-ARCH_CHOICES = sorted(architectures.ARCHITECTURES)
+ARCH_CHOICES = sorted(training.ARCHITECTURES)
 LIKELIHOOD_CHOICES = sorted(architectures.LIKELIHOODS)
 DEFAULTS = training.COMMAND_DEFAULTS  # the short-budget benchmark's best (BENCHMARKS.md)
 SPLIT_CHOICES = data.SPLIT_NAMES
@@ -76,7 +79,9 @@ def build_parser():
 
     train = commands.add_parser("train", help="train a VAE and write model, history, logs and figures")
     train.add_argument("--dataset", default="mnist", choices=DATASET_CHOICES)
-    train.add_argument("--arch", default=DEFAULTS["arch"], choices=ARCH_CHOICES, help="encoder/decoder architecture")
+    train.add_argument("--arch", default=DEFAULTS["arch"], choices=ARCH_CHOICES,
+                       help="encoder/decoder architecture; hvae: two stochastic layers z2 -> z1 -> x (Tomczak & Welling's "
+                            "HVAE, gated, 300 units), --latent-dim being the size of [z1, z2] and --prior p(z2)")
     train.add_argument("--latent-dim", type=_positive_int, default=DEFAULTS["latent_dim"])
     train.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOOD_CHOICES,
                        help="p(x|z): bernoulli (binary pixels), gaussian (shared learned scale); for grey levels: normal "
@@ -84,8 +89,10 @@ def build_parser():
     train.add_argument("--epochs", type=_positive_int, default=None, help="default: 10, or the resumed run's")
     train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"])
     train.add_argument("--learning-rate", type=_positive_float, default=DEFAULTS["learning_rate"])
-    train.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"], dest="learning_rate_schedule",
-                       help="cosine: decay the learning rate to 0 over all epochs (resumable)")
+    train.add_argument("--lr-schedule", default="constant", choices=training.LEARNING_RATE_SCHEDULES,
+                       dest="learning_rate_schedule",
+                       help="cosine: decay the learning rate to 0 over all epochs; iwae_paper: Burda et al.'s 3^i epochs "
+                            "at --learning-rate * 10^(-i/7), i = 0..7 (both resumable)")
     train.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (1 = ELBO)")
     train.add_argument("--posterior", default="independent_normal", choices=sorted(architectures.POSTERIORS),
                        help="q(z|x): a diagonal Gaussian, a full-covariance one (mean and Cholesky factor), or a diagonal "
@@ -104,6 +111,9 @@ def build_parser():
                             "(Kingma et al. 2016; default: 0, none)")
     train.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE", dest="early_stopping_patience",
                        help="stop after PATIENCE epochs without a better validation ELBO and keep the best epoch's model")
+    train.add_argument("--conditional", action="store_true",
+                       help="train a conditional VAE, q(z|x,y) and p(x|z,y), on the dataset's labels (mnist, fashion_mnist, "
+                            "cifar10; not binarized_mnist, which has none); sample it with `tfvae sample --label`")
     train.add_argument("--objective", default=DEFAULTS["objective"], choices=["elbo", "iwae"],
                        help="iwae: the bound L_k of Burda et al.; elbo for --beta and --kl-warmup-epochs")
     train.add_argument("-k", type=_positive_int, default=DEFAULTS["k"], dest="k",
@@ -140,6 +150,9 @@ def build_parser():
     sample.add_argument("--model", required=True)
     sample.add_argument("-n", "--num-images", type=_positive_int, default=64)
     sample.add_argument("--seed", type=int, default=None)
+    sample.add_argument("--label", type=_non_negative_int, nargs="+", default=None, metavar="L", dest="labels",
+                        help="a conditional model's classes to draw: one class gives -n images of it; several give a row "
+                             "of -n images per class, each column from the same z")
     sample.add_argument("--out", default="samples.png")
 
     reconstruct = commands.add_parser("reconstruct", help="write inputs beside their reconstructions")
@@ -196,6 +209,7 @@ def _train(args):
         kl_warmup_epochs=args.kl_warmup_epochs,
         free_bits=args.free_bits,
         early_stopping_patience=args.early_stopping_patience,
+        conditional=args.conditional,
     )
     out = args.out or f"saved_models/{config.dataset}_{config.arch}"
     summary = training.train(config, out, data_dir=args.data_dir, overwrite=args.overwrite, verbose=args.verbose,
@@ -219,7 +233,7 @@ def _report(summary, out, config):
         ("examples per second", f"{summary['examples_per_second']:.0f}"),
     ]
     if summary["chief"]:
-        print(f"\nWrote {out}/ (model.keras, history.csv, logs/, {', '.join(training.FIGURES)})")
+        print(f"\nWrote {out}/ (model.keras, history.csv, logs/, {', '.join(run_files.figures_of(config))})")
     else:
         print(f"\nTrained as a worker; the chief (worker 0) wrote {out}/")
     _print_table(rows)
@@ -249,7 +263,8 @@ def _evaluate(args):
 
 
 def _sample(args):
-    path = training.sample_images(args.model, args.num_images, args.out, seed=args.seed)
+    labels = None if args.labels is None else args.labels[0] if len(args.labels) == 1 else args.labels
+    path = training.sample_images(args.model, args.num_images, args.out, seed=args.seed, labels=labels)
     print(f"Wrote {path}")
     return EXIT_OK
 
@@ -262,7 +277,8 @@ def _reconstruct(args):
 
 def _export(args):
     path = training.export_run(args.model, args.out, overwrite=args.overwrite)
-    print(f"Wrote {path} (signatures: {', '.join(export_lib.SIGNATURE_NAMES)})")
+    labelled = f"; each takes a `{export_lib.LABEL_INPUT}` input" if training.read_config(args.model).conditional else ""
+    print(f"Wrote {path} (signatures: {', '.join(export_lib.SIGNATURE_NAMES)}{labelled})")
     return EXIT_OK
 
 

@@ -18,6 +18,13 @@ Signatures (method `tensorflow/serving/predict`; `B` is a free batch size,
 | `sample` | `num_images: int32 []`, `seed: int32 [2]` | `images: [num_images, *S]` (means of p(x\\|z), z ~ p(z)) |
 | `elbo` | `x: float32 [B, *S]`, `seed: int32 [2]` | `elbo`, `reconstruction`, `kl`: float32 [B] |
 
+A conditional VAE (`num_classes=N`) has the same signatures and outputs, each
+with one more input, `label: int32 [B]`, the class of each row (0..N-1); its
+`sample` takes `label` and `seed` alone, drawing one image per label
+(`images: [B, *S]`, means of p(x|z, y), z ~ p(z)). A request whose labels lie
+outside 0..N-1, or whose `label` has another batch size than `x` or `z`,
+fails naming `label`.
+
 Every input's shape is checked when a request runs: a request of the wrong
 shape fails with "Shape of tensor x [...] is not compatible with expected
 shape [...]", naming the input, before any other op (TF Serving's C++ loader
@@ -37,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 SIGNATURE_NAMES = ("serving_default", "encode", "decode", "reconstruct", "sample", "elbo")
+LABEL_INPUT = "label"  # a conditional VAE's class input, int32 [B], on every signature
 
 
 def _likelihood_parameters(likelihood):
@@ -74,8 +82,25 @@ def _checked(tensor, spec):
     return tf.ensure_shape(tensor, spec.shape, name=f"check_{spec.name}_shape")
 
 
+def _checked_labels(label, num_classes, rows=None):
+    """`label: int32 [B]` after run-time checks that fail naming it: its shape, values in [0, num_classes), and
+    (given `rows`, the `x` or `z` it goes with) one label per row. Compiled away under XLA, which drops asserts."""
+    label = tf.ensure_shape(label, [None], name=f"check_{LABEL_INPUT}_shape")
+    checks = [
+        tf.debugging.assert_non_negative(label, message=f"`{LABEL_INPUT}` must be class indices in [0, {num_classes})"),
+        tf.debugging.assert_less(label, num_classes, message=f"`{LABEL_INPUT}` must be class indices in [0, {num_classes})"),
+    ]
+    if rows is not None:
+        checks.append(tf.debugging.assert_equal(tf.shape(label)[0], tf.shape(rows)[0],
+                                                message=f"`{LABEL_INPUT}` must hold one class per row of the other input"))
+    with tf.control_dependencies(checks):
+        return tf.identity(label)
+
+
 def serving_functions(vae, input_signature=None):
     """The endpoint functions and their input signatures, by signature name."""
+    if getattr(vae, "num_classes", None) is not None:
+        return _conditional_serving_functions(vae, input_signature)
     x_spec = _images_spec(vae, input_signature)
     z_spec = tf.TensorSpec([None, vae.latent_dim], tf.float32, name="z")
     num_images_spec = tf.TensorSpec([], tf.int32, name="num_images")
@@ -105,6 +130,50 @@ def serving_functions(vae, input_signature=None):
         "reconstruct": (reconstruct, [x_spec]),
         "sample": (sample, [num_images_spec, seed_spec]),
         "elbo": (elbo, [x_spec, seed_spec]),
+    }
+
+
+def _conditional_serving_functions(vae, input_signature=None):
+    """`serving_functions` of a conditional VAE: each signature also takes `label: int32 [B]`."""
+    x_spec = _images_spec(vae, input_signature)
+    z_spec = tf.TensorSpec([None, vae.latent_dim], tf.float32, name="z")
+    seed_spec = tf.TensorSpec([2], tf.int32, name="seed")
+    images_label_spec = tf.TensorSpec(x_spec.shape[:1], tf.int32, name=LABEL_INPUT)  # x's batch size, fixed or not
+    label_spec = tf.TensorSpec([None], tf.int32, name=LABEL_INPUT)
+
+    def labelled(rows, spec, label):
+        rows = _checked(rows, spec)
+        return rows, _checked_labels(label, vae.num_classes, rows)
+
+    def encode(x, label):
+        x, label = labelled(x, x_spec, label)
+        posterior = vae.encode(x, labels=label)
+        return {"mean": posterior.mean(), "stddev": posterior.stddev()}
+
+    def decode(z, label):
+        z, label = labelled(z, z_spec, label)
+        likelihood = vae.decode(z, labels=label)
+        return {"mean": likelihood.mean(), **_likelihood_parameters(likelihood)}
+
+    def reconstruct(x, label):
+        x, label = labelled(x, x_spec, label)
+        return {"reconstruction": vae.reconstruct(x, labels=label)}
+
+    def sample(label, seed):
+        label = _checked_labels(label, vae.num_classes)
+        return {"images": vae.sample(tf.shape(label)[0], seed=_checked(seed, seed_spec), labels=label)}
+
+    def elbo(x, label, seed):
+        x, label = labelled(x, x_spec, label)
+        terms = vae.elbo_terms(x, seed=_checked(seed, seed_spec), labels=label)
+        return {"elbo": terms.elbo, "reconstruction": terms.reconstruction, "kl": terms.kl}
+
+    return {
+        "encode": (encode, [x_spec, images_label_spec]),
+        "decode": (decode, [z_spec, label_spec]),
+        "reconstruct": (reconstruct, [x_spec, images_label_spec]),
+        "sample": (sample, [label_spec, seed_spec]),
+        "elbo": (elbo, [x_spec, images_label_spec, seed_spec]),
     }
 
 

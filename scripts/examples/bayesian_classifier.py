@@ -58,7 +58,7 @@ def entropy(probabilities):
 
 def run(quick=False, data_dir=None, seed=0, num_passes=20):
     keras.utils.set_random_seed(seed)
-    num_train, num_test, epochs = (3000, 1000, 10) if quick else (50000, 10000, 30)
+    num_train, num_test, epochs = (3000, 1000, 5) if quick else (50000, 10000, 30)
     x_train, y_train, x_test, y_test = load("mnist", num_train, num_test, data_dir, seed)
     *_, x_unseen, _ = load("fashion_mnist", 1, num_test, data_dir, seed)
     model = build_model(len(x_train), seed=seed)
@@ -79,7 +79,7 @@ def run(quick=False, data_dir=None, seed=0, num_passes=20):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3,000 training images, 10 epochs")
+    parser.add_argument("--quick", action="store_true", help="3,000 training images, 5 epochs")
     parser.add_argument("--data-dir", default=None, help="tensorflow-datasets directory (default: TFDS_DATA_DIR)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

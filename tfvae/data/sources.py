@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import numbers
 import pathlib
+from typing import Optional
 
 import keras
 import numpy as np
@@ -31,6 +32,7 @@ class TfdsSource:
     max_pixel_value: int  # 255 for 8-bit images, 1 for pre-binarised ones
     has_labels: bool
     image_shape: tuple
+    num_classes: Optional[int] = None  # labels lie in 0..num_classes - 1; None without labels
 
 
 _MNIST_LIKE = dict(
@@ -38,6 +40,7 @@ _MNIST_LIKE = dict(
     max_pixel_value=255,
     has_labels=True,
     image_shape=(28, 28, 1),
+    num_classes=10,
 )
 
 DATASETS = {
@@ -55,6 +58,7 @@ DATASETS = {
         max_pixel_value=255,
         has_labels=True,
         image_shape=(32, 32, 3),
+        num_classes=10,
     ),
 }
 

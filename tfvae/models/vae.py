@@ -4,6 +4,15 @@
     vae.compile(optimizer="adam")
     vae.fit(dataset, epochs=10)                # yields x, (x, y) or (x, y, sample_weight)
 
+A conditional VAE (Sohn et al., 2015; Kingma et al., 2014's M2 with every
+label observed) is the same model with `num_classes=N`: the encoder is
+q(z|x, y), the decoder p(x|z, y), both Keras models on `[input, one_hot]`,
+the prior stays p(z), and the ELBO is the bound on log p(x|y):
+
+    vae = tfvae.VAE(encoder, decoder, num_classes=10)
+    vae.fit(images, labels)                    # or a dataset of (x, labels)
+    vae.sample(16, labels=7)                   # sixteen sevens
+
 The bound itself lives in `tfvae.bounds`; this module only draws the latent
 samples, calls the encoder, decoder and prior, and applies gradients.
 """
@@ -16,8 +25,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import bounds, inputs, seeds
+from tfvae.architectures import check_num_classes
 from tfvae.layers import SERIALIZATION_PACKAGE, check_positive_int
 from tfvae.layers.distribution import check_float32_range, check_num_elements
+from tfvae.models import labels as labels_lib
 from tfvae.models.metrics import METRIC_NAMES, MeanTerms
 from tfvae.models.non_finite import (
     FirstNonFiniteStep,
@@ -125,6 +136,15 @@ class VAE(keras.Model):
         costs 10-30% of a step on one CPU (BENCHMARKS.md). False lets them
         update the weights, as `tfvae train` does: it keeps the last good
         checkpoint instead; the stop and its error are the same.
+      num_classes: None, or N >= 2 for a conditional VAE: `encoder` maps
+        `[x, one_hot]` to q(z|x, y) and `decoder` `[z, one_hot]` to p(x|z, y),
+        `one_hot: [batch, N]` float32; the prior stays p(z). `fit` and
+        `evaluate` then read `(x, labels)` (or `(x, labels, sample_weight)`),
+        and `encode`, `decode`, `reconstruct`, `elbo`, `elbo_terms`,
+        `log_likelihood` (then log p(x|y)) and `sample` take `labels=`:
+        int class indices `[batch]` or one-hot rows `[batch, N]` (rows of
+        class probabilities, e.g. between two classes, work too). Labels are
+        refused by an unconditional VAE, and required by a conditional one.
 
     The training loss per example is reconstruction + beta * kl (beta
     warmed up, with `kl_warmup_steps`) for the ELBO and -L_k for IWAE (beta must then be 1), weighted by the data's
@@ -151,6 +171,7 @@ class VAE(keras.Model):
         keep_finite_weights=True,
         kl_warmup_steps=0,
         free_bits=0.0,
+        num_classes=None,
         **kwargs,
     ):
         if "num_samples" in kwargs:  # the name of `k` before tfvae 0.2, in saved configs
@@ -167,6 +188,12 @@ class VAE(keras.Model):
                 f"`prior` must be None or a tfvae.priors.Prior (e.g. tfvae.priors.StandardNormal(latent_dim)); "
                 f"received {prior!r} of type {type(prior).__name__}."
             )
+        num_classes = check_num_classes(num_classes)
+        labels_lib.check_label_input(encoder, "encoder", num_classes)
+        labels_lib.check_label_input(decoder, "decoder", num_classes)
+        if num_classes is not None and hasattr(prior, "bind_encoder"):
+            raise ValueError(f"A conditional VAE (num_classes={num_classes}) keeps the prior p(z); a prior made from the "
+                             f"encoder (the VampPrior) would need labels for its pseudo-inputs: received {type(prior).__name__}.")
         posterior_dim = _latent_dim_of(encoder, "outputs")
         decoder_dim = _latent_dim_of(decoder, "inputs")
         if posterior_dim is not None and decoder_dim is not None and posterior_dim != decoder_dim:
@@ -215,6 +242,7 @@ class VAE(keras.Model):
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
+        self.num_classes = num_classes
         if hasattr(prior, "bind_encoder"):  # a prior made from the encoder (VampPrior)
             prior.bind_encoder(encoder)
         self.latent_dim = prior.latent_dim
@@ -236,14 +264,22 @@ class VAE(keras.Model):
         # Evaluation draws its own seeds: validation, `evaluate`, `elbo` or
         # `sample` between training steps leave the training noise unchanged.
         self.evaluation_seed_generator = keras.random.SeedGenerator(seeds.as_int((self.seed, 1)))
-        self.terms_tracker = MeanTerms(METRIC_NAMES)
         self.non_finite_guard = FirstNonFiniteStep()
         self._has_compiled_metrics = False
         self._kl_method = None
+        # Stochastic layers whose KL terms are logged apart (`kl_z1`, ...): those of a posterior and prior with
+        # `log_prob_parts` (two-layer chains, `tfvae.layers.latent_chain`); none for one layer.
+        self.kl_layers = ()
         if getattr(encoder, "inputs", None):
-            # Resolve the KL method now, so a bad `kl` fails before training.
+            # Resolve the KL method now, so a bad `kl` (or free bits on a posterior without them) fails before training.
             example = tf.zeros([1, *encoder.inputs[0].shape[1:]], encoder.inputs[0].dtype)
-            self._resolve_kl_method(self.encode(example))
+            posterior = self._encode(example, self._example_one_hot())
+            self._resolve_kl_method(posterior)
+            if self.free_bits:
+                bounds.kl_per_dimension(posterior, prior.distribution())  # raises unless both are diagonal
+            if hasattr(posterior, "log_prob_parts") and hasattr(prior.distribution(), "log_prob_parts"):
+                self.kl_layers = tuple(posterior.log_prob_parts(posterior.sample(seed=(0, 0))))
+        self.terms_tracker = MeanTerms(METRIC_NAMES + tuple(f"kl_{name}" for name in self.kl_layers))
         self.built = True
 
     # Public API ---------------------------------------------------------------
@@ -258,64 +294,101 @@ class VAE(keras.Model):
         """The encoder's input shape after the batch axis, or None if unknown."""
         return tuple(self.encoder.inputs[0].shape[1:]) if getattr(self.encoder, "inputs", None) else None
 
-    def encode(self, x, training=False):
-        """q(z|x) for `x: [batch, *event_shape]`; batch shape `[batch]`."""
-        return self.encoder(x, training=training)
+    def encode(self, x, training=False, labels=None):
+        """q(z|x) for `x: [batch, *event_shape]` (q(z|x, y) given `labels`); batch shape `[batch]`."""
+        return self._encode(x, self.one_hot_labels(labels, x), training)
 
-    def decode(self, z, training=False):
-        """p(x|z) for `z: [batch, latent_dim]`; batch shape `[batch]`."""
-        return self.decoder(z, training=training)
+    def decode(self, z, training=False, labels=None):
+        """p(x|z) for `z: [batch, latent_dim]` (p(x|z, y) given `labels`); batch shape `[batch]`."""
+        return self._decode(z, self.one_hot_labels(labels, z), training)
 
-    def elbo(self, x, seed=None, k=1):
-        """ELBO estimate per example from k samples, `[batch]`, in nats."""
-        return self.elbo_terms(x, seed=seed, k=k).elbo
+    def _encode(self, x, one_hot, training=False):
+        """q(z|x), or q(z|x, y) for float32 `one_hot: [batch, num_classes]` (None when unconditional)."""
+        # Keras refuses a list mixing arrays and tensors: the labels are a tensor, so x becomes one.
+        return self.encoder(x if one_hot is None else [tf.convert_to_tensor(x), one_hot], training=training)
 
-    def elbo_terms(self, x, seed=None, k=1, training=False):
+    def _decode(self, z, one_hot, training=False):
+        """p(x|z), or p(x|z, y) for float32 `one_hot: [batch, num_classes]` (None when unconditional)."""
+        return self.decoder(z if one_hot is None else [tf.convert_to_tensor(z), one_hot], training=training)
+
+    def _example_one_hot(self):
+        """Class 0's one-hot row `[1, num_classes]` for one example's trial call; None when unconditional."""
+        return None if self.num_classes is None else tf.one_hot([0], self.num_classes)
+
+    def one_hot_labels(self, labels, x=None, argument="labels"):
+        """`labels` as float32 one-hot rows `[batch, num_classes]`; None for an unconditional VAE.
+
+        See `tfvae.models.labels.one_hot_labels` for what `labels` may be and
+        what is checked; `x`, if given, is the batch they go with.
+
+        Raises:
+          ValueError: labels given to an unconditional VAE, missing for a
+            conditional one, or not valid labels.
+        """
+        if self.num_classes is None:
+            if labels is not None:
+                raise ValueError(f"This VAE is unconditional (num_classes=None): `{argument}` must be None; received "
+                                 f"{type(labels).__name__}. Build it with num_classes=N to condition on labels.")
+            return None
+        return labels_lib.one_hot_labels(labels, self.num_classes, x, argument)
+
+    def elbo(self, x, seed=None, k=1, labels=None):
+        """ELBO estimate per example from k samples, `[batch]`, in nats (a bound on log p(x|y) given `labels`)."""
+        return self.elbo_terms(x, seed=seed, k=k, labels=labels).elbo
+
+    def elbo_terms(self, x, seed=None, k=1, training=False, labels=None):
         """`tfvae.bounds.ElboTerms` (elbo, reconstruction, kl) from k samples, each `[batch]`.
 
         `seed` follows `tfvae.seeds`; None draws from the model's generator.
+        `labels` (a conditional VAE's): see `one_hot_labels`.
         """
         check_positive_int("k", k)
         x = self._checked_images(x)
+        one_hot = self.one_hot_labels(labels, x)
         self._check_samples_fit("k", k, x)
-        return self._bound_terms(x, seeds.stateless(seed, self.evaluation_seed_generator), k, training, with_log_weights=False)[0]
+        return self._bound_terms(x, seeds.stateless(seed, self.evaluation_seed_generator), k, training, with_log_weights=False,
+                                 one_hot=one_hot)[0]
 
-    def log_likelihood(self, x, k=5000, chunk_size=100, seed=None):
+    def log_likelihood(self, x, k=5000, chunk_size=100, seed=None, labels=None):
         """Importance-weighted estimate L_k of log p(x) per example, `[batch]`, in nats.
 
         The bound of Burda et al. (2015); a lower bound on log p(x) that
         tightens as k grows. Samples are drawn and decoded `chunk_size` at a
         time, so memory holds `chunk_size * batch` decoded images whatever k
         is. `seed` follows `tfvae.seeds`; chunk i uses the seed folded with i.
+        With `labels` (a conditional VAE), the bound on log p(x|y).
         """
         check_positive_int("k", k)
         check_positive_int("chunk_size", chunk_size)
         x = self._checked_images(x)
+        one_hot = self.one_hot_labels(labels, x)
         self._check_samples_fit("chunk_size", min(chunk_size, k), x)
         seed = seeds.stateless(seed, self.evaluation_seed_generator)
         chunk_totals = []
         for index, start in enumerate(range(0, k, chunk_size)):
             chunk_seed = tf.random.experimental.stateless_fold_in(seed, index)
-            chunk_totals.append(self._chunk_logsumexp(x, chunk_seed, min(chunk_size, k - start)))
+            chunk_totals.append(self._chunk_logsumexp(x, chunk_seed, min(chunk_size, k - start), one_hot))
         return bounds.importance_weighted_bound_from_chunks(tf.stack(chunk_totals), k)
 
     @tf.function(reduce_retracing=True)
-    def _chunk_logsumexp(self, x, seed, chunk_size):
+    def _chunk_logsumexp(self, x, seed, chunk_size, one_hot=None):
         """`bounds.chunk_logsumexp` of the log weights of `chunk_size` new samples, `[batch]`."""
-        posterior = self.encode(x)
+        posterior = self._encode(x, one_hot)
         latent_samples = self._sample_latents(posterior, seed, chunk_size)
         log_weights = bounds.log_importance_weights(
-            self._log_likelihood_at(x, latent_samples), posterior, self.prior.distribution(), latent_samples
+            self._log_likelihood_at(x, latent_samples, one_hot=one_hot), posterior, self.prior.distribution(), latent_samples
         )
         return bounds.chunk_logsumexp(log_weights)
 
-    def sample(self, num_images, seed=None, mean=True):
+    def sample(self, num_images, seed=None, mean=True, labels=None):
         """Draws `num_images` images, `[num_images, *event_shape]`.
 
         `num_images` is an int, or a scalar int tensor in traced code. `seed`
         follows `tfvae.seeds`. z ~ p(z), then the mean of p(x|z)
         (`mean=True`, e.g. pixel probabilities for a Bernoulli likelihood) or
-        a draw x ~ p(x|z).
+        a draw x ~ p(x|z). A conditional VAE draws from p(x|z, y) for
+        `labels`: one int class for all images, or per image int indices
+        `[num_images]` or one-hot rows `[num_images, num_classes]`.
         """
         if not tf.is_tensor(num_images):
             check_positive_int("num_images", num_images)
@@ -325,15 +398,27 @@ class VAE(keras.Model):
         elif tf.executing_eagerly():
             check_positive_int("num_images", int(num_images))
             check_num_elements("num_images", (int(num_images), *self._image_shape()), num_images)
+        if self.num_classes is not None and labels_lib.is_scalar(labels):
+            if not (isinstance(labels, (int, np.integer)) and not isinstance(labels, (bool, np.bool_))
+                    or tf.is_tensor(labels) and labels.dtype.is_integer):
+                raise ValueError(f"`labels` must be an int class, int indices [num_images] or one-hot rows "
+                                 f"[num_images, {self.num_classes}]; received {labels!r}.")
+            labels = tf.fill(tf.reshape(num_images, [1]), tf.cast(labels, tf.int32))  # one class for every image
+        one_hot = self.one_hot_labels(labels)
+        if one_hot is not None and not tf.is_tensor(num_images) and one_hot.shape[0] not in (None, num_images):
+            raise ValueError(f"`labels` must hold one label per image: num_images={num_images}, received "
+                             f"{one_hot.shape[0]} labels.")
         seed = seeds.stateless(seed, self.evaluation_seed_generator)
         prior_seed, likelihood_seed = tf.unstack(tf.random.split(seed))
         z = reparameterized_sample(self.prior.distribution(), [num_images], prior_seed)
-        likelihood = self.decode(z)
+        likelihood = self._decode(z, one_hot)
         return likelihood.mean() if mean else likelihood.sample(seed=likelihood_seed)
 
-    def reconstruct(self, x):
-        """The mean of p(x|z) at the posterior mean z, `[batch, *event_shape]`."""
-        return self.decode(self.encode(self._checked_images(x)).mean()).mean()
+    def reconstruct(self, x, labels=None):
+        """The mean of p(x|z) (p(x|z, y) given `labels`) at the posterior mean z, `[batch, *event_shape]`."""
+        x = self._checked_images(x)
+        one_hot = self.one_hot_labels(labels, x)
+        return self._decode(self._encode(x, one_hot).mean(), one_hot).mean()
 
     def _image_shape(self):
         """The shape of one image p(x|z) draws, as far as it is known: the decoder's output, else the encoder's input."""
@@ -364,7 +449,15 @@ class VAE(keras.Model):
             check_num_elements(argument, (num_samples, *x.shape), num_samples)
 
     def call(self, x, training=False):
-        return self.decode(self.encode(x, training=training).mean(), training=training).mean()
+        """The mean reconstruction of `x`; a conditional VAE is called on `(x, labels)`."""
+        if self.num_classes is None:
+            return self.decode(self.encode(x, training=training).mean(), training=training).mean()
+        if not isinstance(x, (tuple, list)) or len(x) != 2:
+            raise ValueError(f"A conditional VAE (num_classes={self.num_classes}) is called on (x, labels); received "
+                             f"{type(x).__name__}.")
+        images, labels = x
+        one_hot = self.one_hot_labels(labels, images)
+        return self._decode(self._encode(images, one_hot, training).mean(), one_hot, training).mean()
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """Writes a TF Serving SavedModel with the `tfvae.export` signatures; returns its path.
@@ -439,10 +532,10 @@ class VAE(keras.Model):
             `stop_on_non_finite` is set; the weights are those of the last
             finite step.
         """
-        x = self.check_input(x)
+        x = self.check_input(x, labels=y)
         y = _target_for_sample_weight(x, y, kwargs.get("sample_weight"))
         if isinstance(validation_data, tuple):
-            self.check_input(validation_data[0])
+            self.check_input(validation_data[0], labels=validation_data[1] if len(validation_data) > 1 else None)
         elif validation_data is not None:
             validation_data = self.check_input(validation_data)
         callbacks = list(callbacks or [])
@@ -456,34 +549,66 @@ class VAE(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate`, after checking the first batch (see `check_input`)."""
-        x = self.check_input(x)
+        x = self.check_input(x, labels=y)
         return super().evaluate(x, _target_for_sample_weight(x, y, kwargs.get("sample_weight")), *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        """`keras.Model.predict` (mean reconstructions), after checking the first batch's shape."""
+        """`keras.Model.predict` (mean reconstructions), after checking the first batch's shape.
+
+        A conditional VAE predicts from `(x, labels)`: a pair of arrays, or a
+        dataset of such pairs.
+        """
         return super().predict(self.check_input(x, support=False), *args, **kwargs)
 
-    def check_input(self, data, support=None):
+    def predict_step(self, data):
+        if self.num_classes is None:
+            return super().predict_step(data)
+        # Arrays `(x, labels)` arrive as x; a dataset's `(x, labels)` batches as x and y.
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x if y is None else (x, y), training=False)
+
+    def check_input(self, data, support=None, labels=None):
         """Raises ValueError, before any work, if `data` cannot go through this model.
 
         `data` is anything `keras.Model.fit` accepts. Its first batch must not
         be empty, must be numeric with the encoder's input shape after the
         batch axis, and (with `check_support`, or `support=True`) must lie in
         the likelihood's support and be finite; `support=False` (`predict`)
-        checks finiteness alone. Returns `data`, or for a generator an
-        equivalent generator that still yields the batch looked at.
+        checks finiteness alone. A conditional VAE also needs valid labels
+        (see `one_hot_labels`): `labels` (`fit`'s `y`, with arrays), or the
+        second element of a tuple `data` or of its first batch. Returns
+        `data`, or for a generator an equivalent generator that still yields
+        the batch looked at.
         """
         if data is None:
             raise ValueError("`x` is required: images `[batch, *event_shape]`, a dataset or a generator of them; received None.")
         x, data = inputs.peek(data)
         likelihood = None
         if self.check_support if support is None else support:
-            likelihood = self.decode(tf.zeros([1, self.latent_dim], self.prior.compute_dtype))
+            likelihood = self._decode(tf.zeros([1, self.latent_dim], self.prior.compute_dtype), self._example_one_hot())
         inputs.check_batch(x, self.input_shape_per_example, likelihood)
         if likelihood is not None or support is False:
             # NaN has no reconstruction either (`predict`); `check_support=False` lets `fit` meet it
             # (and the non-finite stop).
             _check_finite(x)
+        if self.num_classes is not None:
+            data = self._check_labels_of(data, x, labels)
+        return data
+
+    def _check_labels_of(self, data, x, labels):
+        """`check_input`'s label checks; returns `data` (a generator re-made to yield its first batch again)."""
+        if labels is None and isinstance(data, tuple) and len(data) > 1:
+            labels = data[1]
+        if labels is None:
+            first, data = labels_lib.first_element(data)
+            if isinstance(first, (tuple, list)):
+                _, labels, _ = keras.utils.unpack_x_y_sample_weight(tuple(first))
+        if labels is None:
+            raise ValueError(
+                f"This VAE is conditional on {self.num_classes} classes: it trains and evaluates on (x, labels), e.g. "
+                f"vae.fit(images, labels) or a dataset of (images, labels); received images without labels."
+            )
+        self.one_hot_labels(labels, x)
         return data
 
     @property
@@ -497,11 +622,12 @@ class VAE(keras.Model):
         return [compiled] if compiled is not None and self._has_compiled_metrics else []
 
     def train_step(self, data):
-        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        one_hot = self.one_hot_labels(y, x) if self.num_classes is not None else None  # labels: a conditional VAE's y
         with tf.GradientTape() as tape:
             terms, log_weights, free_bits_kl = self._bound_terms(
                 x, self.seed_generator.next(), self.k, training=True, with_log_weights=self.objective == "iwae",
-                with_free_bits=bool(self.free_bits),
+                with_free_bits=bool(self.free_bits), one_hot=one_hot,
             )
             beta = self.beta
             if self.kl_warmup_steps:
@@ -519,22 +645,25 @@ class VAE(keras.Model):
             apply_gradients_while_finite(self, gradients, apply_now)
         else:
             self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._update_metrics(x, terms, per_example_loss, sample_weight, training=True)
+        return self._update_metrics(x, terms, per_example_loss, sample_weight, training=True, one_hot=one_hot)
 
     def test_step(self, data):
-        x, _, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        one_hot = self.one_hot_labels(y, x) if self.num_classes is not None else None
         terms, log_weights, _ = self._bound_terms(
-            x, self.evaluation_seed_generator.next(), self.k, training=False, with_log_weights=self.objective == "iwae"
+            x, self.evaluation_seed_generator.next(), self.k, training=False, with_log_weights=self.objective == "iwae",
+            one_hot=one_hot,
         )
         per_example_loss = bounds.per_example_loss(self.objective, terms, log_weights, self.beta)
-        return self._update_metrics(x, terms, per_example_loss, sample_weight, training=False)
+        return self._update_metrics(x, terms, per_example_loss, sample_weight, training=False, one_hot=one_hot)
 
-    def _update_metrics(self, x, terms, per_example_loss, sample_weight, training):
+    def _update_metrics(self, x, terms, per_example_loss, sample_weight, training, one_hot=None):
         self.terms_tracker.update_state(
-            [per_example_loss, terms.elbo, terms.reconstruction, terms.kl], sample_weight  # METRIC_NAMES
+            [per_example_loss, terms.elbo, terms.reconstruction, terms.kl,  # METRIC_NAMES, then each layer's KL
+             *(terms.kl_by_layer[name] for name in self.kl_layers)], sample_weight
         )
         if self._compiled_metrics():
-            reconstruction = self(x, training=training)
+            reconstruction = self(x if one_hot is None else (x, one_hot), training=training)
             logs = self.compute_metrics(x, tf.cast(x, reconstruction.dtype), reconstruction, sample_weight)
         else:
             logs = self.terms_tracker.result()
@@ -545,36 +674,41 @@ class VAE(keras.Model):
             logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
 
-    def _bound_terms(self, x, seed, k, training, with_log_weights, with_free_bits=False):
+    def _bound_terms(self, x, seed, k, training, with_log_weights, with_free_bits=False, one_hot=None):
         """`(terms, log_weights, free_bits_kl)` of k samples: their ElboTerms, and the rest if asked (else None).
 
         `seed` is a stateless int32 `[2]` seed. The log importance weights
         `[k, batch]` cost two more log-densities per sample: only IWAE needs
         them. `free_bits_kl` `[batch]` is the training loss's KL term under
         free bits (`bounds.free_bits_kl`); the terms keep the true KL.
+        `one_hot: [batch, num_classes]`: a conditional VAE's labels, else None.
         """
         x = tf.convert_to_tensor(x)
-        posterior = self.encode(x, training=training)
+        posterior = self._encode(x, one_hot, training)
         latent_samples = self._sample_latents(posterior, seed, k)
-        log_likelihood = self._log_likelihood_at(x, latent_samples, training)
+        log_likelihood = self._log_likelihood_at(x, latent_samples, training, one_hot)
         prior = self.prior.distribution()
         terms = bounds.elbo_terms(log_likelihood, posterior, prior, latent_samples, self._resolve_kl_method(posterior))
+        if self.kl_layers:
+            terms = terms._replace(kl_by_layer=bounds.kl_per_layer(posterior, prior, latent_samples))
         free_bits_kl = (bounds.free_bits_kl(bounds.kl_per_dimension(posterior, prior), self.free_bits)
                         if with_free_bits else None)
         if not with_log_weights:
             return terms, None, free_bits_kl
         return terms, bounds.log_importance_weights(log_likelihood, posterior, prior, latent_samples), free_bits_kl
 
-    def _log_likelihood_at(self, x, latent_samples, training=False):
-        """log p(x|z) for `latent_samples: [k, batch, latent_dim]`, `[k, batch]`.
+    def _log_likelihood_at(self, x, latent_samples, training=False, one_hot=None):
+        """log p(x|z) (log p(x|z, y) with `one_hot`) for `latent_samples: [k, batch, latent_dim]`, `[k, batch]`.
 
         Decodes all k * batch latents in one call of the decoder.
         """
         if latent_samples.shape[0] == 1:  # the common case: no copies of x
-            likelihood = self.decode(latent_samples[0], training=training)
+            likelihood = self._decode(latent_samples[0], one_hot, training)
             return likelihood.log_prob(tf.cast(x, likelihood.dtype))[tf.newaxis]
         k, batch = tf.shape(latent_samples)[0], tf.shape(latent_samples)[1]
-        likelihood = self.decode(tf.reshape(latent_samples, [-1, self.latent_dim]), training=training)
+        # Latents come sample-major, [k * batch]: the labels repeat once per sample, as x does below.
+        one_hot_per_sample = None if one_hot is None else tf.tile(one_hot, tf.stack([k, 1]))
+        likelihood = self._decode(tf.reshape(latent_samples, [-1, self.latent_dim]), one_hot_per_sample, training)
         x = tf.cast(x, likelihood.dtype)
         x_per_sample = tf.broadcast_to(x[tf.newaxis], tf.concat([[k], tf.shape(x)], axis=0))
         x_per_sample = tf.reshape(x_per_sample, tf.concat([[-1], tf.shape(x)[1:]], axis=0))
@@ -621,6 +755,7 @@ class VAE(keras.Model):
             "keep_finite_weights": self.keep_finite_weights,
             "kl_warmup_steps": self.kl_warmup_steps,
             "free_bits": self.free_bits,
+            "num_classes": self.num_classes,
         }
 
     @classmethod

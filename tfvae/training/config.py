@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfvae import architectures, bounds, data, priors
 from tfvae.layers import check_positive_int
+from tfvae.models import hierarchical
 
 
 def check_choice(name, value, choices):
@@ -17,6 +18,32 @@ def check_choice(name, value, choices):
     if value not in choices:
         known = sorted(choice for choice in choices if choice is not None)
         raise ValueError(f"Unknown `{name}` {value!r}; known: {known}.")
+
+
+# Architectures with two stochastic layers, z = [z1, z2] (`latent_dim` = d1 + d2, split in halves): their
+# builders make the prior too (`tfvae.models.hierarchical.hvae`), with `prior` as p(z2).
+TWO_LAYER_ARCHITECTURES = {"hvae": hierarchical.hvae}
+ARCHITECTURES = {**architectures.ARCHITECTURES, **TWO_LAYER_ARCHITECTURES}
+
+LEARNING_RATE_SCHEDULES = ("constant", "cosine", "iwae_paper")  # see `TrainingConfig.learning_rate_for`
+
+# Burda et al. (2015, section 5): 3^i epochs at learning rate 0.001 * 10^(-i/7), i = 0..7 (3,280 epochs).
+IWAE_PAPER_STAGES = 8
+
+
+def iwae_paper_schedule(learning_rate, steps_per_epoch):
+    """The IWAE paper's schedule from `learning_rate`: `learning_rate * 10^(-i/7)` for 3^i epochs, i = 0..7.
+
+    A step-indexed `keras.optimizers.schedules.PiecewiseConstantDecay`; the
+    last rate, `learning_rate / 10`, holds after the 3,280 epochs too.
+    """
+    epochs_before_stage = [sum(3 ** j for j in range(i + 1)) for i in range(IWAE_PAPER_STAGES - 1)]  # 1, 4, 13, ...
+    # Step s (the optimizer's iteration count before it) uses the rate of its stage; Keras' boundaries are
+    # inclusive on the left stage's side, so a stage starting at step b has the boundary b - 1.
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        boundaries=[epochs * steps_per_epoch - 1 for epochs in epochs_before_stage],
+        values=[learning_rate * 10 ** (-i / 7) for i in range(IWAE_PAPER_STAGES)],
+    )
 
 
 # Training steps per `tf.function` call when the config does not say: enough to
@@ -53,20 +80,22 @@ class TrainingConfig:
     keeps only the first examples of each split, for smoke runs. With
     `early_stopping_patience` P, training stops once P epochs have passed
     without a better validation ELBO, and the model kept is the one of the
-    best epoch (the VampPrior paper's rule, P = 50). Saved as `config.json`
-    in every run directory.
+    best epoch (the VampPrior paper's rule, P = 50). `conditional` trains a
+    conditional VAE on the dataset's labels (`num_classes`; a labelled
+    dataset and a prior p(z) that does not use the encoder). Saved as
+    `config.json` in every run directory.
     """
 
     dataset: str = "mnist"
     binarize: Optional[Literal["dynamic"]] = "dynamic"
-    arch: Literal["mlp", "gated_mlp", "conv"] = "mlp"
+    arch: Literal["mlp", "gated_mlp", "conv", "hvae"] = "mlp"
     latent_dim: int = 16
     likelihood: Literal["bernoulli", "gaussian", "normal", "continuous_bernoulli", "discretized_logistic_mixture"] = "bernoulli"
     posterior: Literal["independent_normal", "multivariate_normal_tril", "iaf"] = "independent_normal"
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
-    learning_rate_schedule: Literal["constant", "cosine"] = "constant"  # see `learning_rate_for`
+    learning_rate_schedule: Literal["constant", "cosine", "iwae_paper"] = "constant"  # see `learning_rate_for`
     beta: float = 1.0
     objective: Literal["elbo", "iwae"] = "elbo"
     k: int = 1
@@ -81,16 +110,28 @@ class TrainingConfig:
     kl_warmup_epochs: int = 0  # the KL weight rises linearly to beta over these epochs (VAE kl_warmup_steps)
     free_bits: float = 0.0  # nats per latent dimension the training loss charges at least (VAE free_bits)
     early_stopping_patience: Optional[int] = None  # epochs without a better validation ELBO before stopping
+    conditional: bool = False  # a conditional VAE on the dataset's labels, q(z|x, y) and p(x|z, y)
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, data.DATASETS)
-        check_choice("arch", self.arch, architectures.ARCHITECTURES)
+        check_choice("arch", self.arch, ARCHITECTURES)
         check_choice("likelihood", self.likelihood, architectures.LIKELIHOODS)
         check_choice("posterior", self.posterior, architectures.POSTERIORS)
         check_choice("binarize", self.binarize, data.BINARIZE_CHOICES)
         check_choice("prior", self.prior, priors.PRIORS)
-        check_choice("learning_rate_schedule", self.learning_rate_schedule, ("constant", "cosine"))
+        check_choice("learning_rate_schedule", self.learning_rate_schedule, LEARNING_RATE_SCHEDULES)
         check_choice("pseudo_inputs", self.pseudo_inputs, ("random", "data"))
+        if not isinstance(self.conditional, bool):
+            raise ValueError(f"`conditional` must be True or False; received {self.conditional!r}.")
+        if self.conditional and not data.DATASETS[self.dataset].num_classes:
+            labelled = sorted(name for name, source in data.DATASETS.items() if source.num_classes)
+            raise ValueError(f"A conditional VAE needs labelled images, and {self.dataset!r} has none: use a labelled "
+                             f"dataset ({', '.join(labelled)}), or conditional=False.")
+        if self.conditional and self.prior == "vampprior":
+            raise ValueError("A conditional VAE keeps the prior p(z); the VampPrior is made from the encoder, which "
+                             "would need labels: use another prior, or conditional=False.")
+        if self.arch in TWO_LAYER_ARCHITECTURES:
+            self._check_two_layers()
         if self.prior_components is not None and self.prior not in PRIOR_COMPONENTS:
             raise ValueError(f"`prior_components` applies to {sorted(PRIOR_COMPONENTS)}, not prior={self.prior!r}.")
         grey = data.DATASETS[self.dataset].max_pixel_value > 1 and self.binarize is None
@@ -144,10 +185,31 @@ class TrainingConfig:
         """Adam's learning rate: `learning_rate`, or with "cosine" a `keras.optimizers.schedules.CosineDecay`
         from `learning_rate` to 0 over all `epochs * steps_per_epoch` steps (Loshchilov & Hutter, 2017, without
         restarts). It reads the optimizer's step count, so a resumed run continues on the same curve;
-        resuming with more `epochs` stretches the rest of it."""
+        resuming with more `epochs` stretches the rest of it. "iwae_paper" is Burda et al.'s
+        (`iwae_paper_schedule`), fixed in epochs whatever `epochs` is."""
         if self.learning_rate_schedule == "constant":
             return self.learning_rate
+        if self.learning_rate_schedule == "iwae_paper":
+            return iwae_paper_schedule(self.learning_rate, steps_per_epoch)
         return keras.optimizers.schedules.CosineDecay(self.learning_rate, decay_steps=self.epochs * steps_per_epoch)
+
+    def num_classes_for(self):
+        """The classes a conditional run's VAE conditions on (its dataset's); None for an unconditional run."""
+        return data.DATASETS[self.dataset].num_classes if self.conditional else None
+
+    def _check_two_layers(self):
+        """Raises ValueError for what a two-layer architecture cannot do."""
+        if self.posterior not in hierarchical.POSTERIOR_LAYERS:
+            raise ValueError(f"arch={self.arch!r} takes a posterior in {sorted(hierarchical.POSTERIOR_LAYERS)} for each "
+                             f"layer; received posterior={self.posterior!r}.")
+        if self.conditional:
+            raise ValueError(f"arch={self.arch!r} has no conditional variant: use conditional=False, or a one-layer arch.")
+        if self.free_bits:
+            raise ValueError(f"`free_bits` must be 0 with arch={self.arch!r} (free bits act on a diagonal posterior's "
+                             f"KL per dimension); received {self.free_bits!r}.")
+        if self.latent_dim < 2:
+            raise ValueError(f"`latent_dim` of arch={self.arch!r} is the size of [z1, z2], at least 2; "
+                             f"received {self.latent_dim!r}.")
 
     def prior_components_for(self):
         """`prior_components` when set, else the prior's default (`PRIOR_COMPONENTS`); None for one-piece priors."""

@@ -33,7 +33,7 @@ from tfvae import architectures, priors
 from tfvae.models import VAE, NonFiniteLossError
 from tfvae.training import run_dir as run_files
 from tfvae.training.callbacks import CheckpointAndInterrupt, KeepBestValidation, TrainingPosition
-from tfvae.training.config import load_data
+from tfvae.training.config import TWO_LAYER_ARCHITECTURES, load_data
 from tfvae.training.figures import write_figures
 from tfvae.training.strategies import WorkerLostError, collective_failure_reason, images_for_fit, report_failure_to_cluster
 
@@ -48,9 +48,6 @@ def build_vae(config, image_shape, steps_per_epoch=None):
     """
     if config.kl_warmup_epochs and steps_per_epoch is None:
         raise ValueError("`steps_per_epoch` is needed to warm the KL term up over `kl_warmup_epochs` epochs.")
-    encoder, decoder = architectures.encoder_and_decoder(
-        config.arch, image_shape, config.latent_dim, likelihood=config.likelihood, posterior=config.posterior
-    )
     prior_arguments = {}
     if config.prior == "mixture_of_gaussians":
         prior_arguments = {"num_components": config.prior_components_for(), "seed": config.seed}
@@ -59,12 +56,22 @@ def build_vae(config, image_shape, steps_per_epoch=None):
                            "seed": config.seed}
     elif config.prior == "flow":
         prior_arguments = {"seed": config.seed}
-    prior = priors.get_prior(config.prior, config.latent_dim, **prior_arguments)
+    if config.arch in TWO_LAYER_ARCHITECTURES:  # the prior is p(z2) p(z1|z2), `config.prior` its p(z2)
+        prior_arguments.pop("input_shape", None)  # a VampPrior over z2 takes the images' shape from the builder
+        encoder, decoder, prior = TWO_LAYER_ARCHITECTURES[config.arch](
+            image_shape, config.latent_dim, likelihood=config.likelihood, posterior=config.posterior, prior=config.prior,
+            **prior_arguments)
+    else:
+        encoder, decoder = architectures.encoder_and_decoder(
+            config.arch, image_shape, config.latent_dim, likelihood=config.likelihood, posterior=config.posterior,
+            num_classes=config.num_classes_for(),
+        )
+        prior = priors.get_prior(config.prior, config.latent_dim, **prior_arguments)
     # The run keeps its last good checkpoint, so the weights after a non-finite
     # step need not be kept in memory: cheaper steps (BENCHMARKS.md).
     return VAE(encoder, decoder, prior=prior, beta=config.beta, seed=config.seed, objective=config.objective, k=config.k,
                keep_finite_weights=False, kl_warmup_steps=config.kl_warmup_epochs * (steps_per_epoch or 0),
-               free_bits=config.free_bits)
+               free_bits=config.free_bits, num_classes=config.num_classes_for())
 
 
 def first_training_images(splits, count):
@@ -145,6 +152,7 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
         if differing:
             raise ValueError(f"Cannot resume {str(out_dir)!r} with a different {', '.join(differing)}; only `epochs` may change.")
     splits = load_data(config, data_dir)
+    drop_labels = splits.has_labels and not config.conditional  # a conditional VAE trains on (images, labels)
     if is_chief:
         (out_dir / run_files.CONFIG_FILE).write_text(config.to_json())
 
@@ -154,7 +162,8 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
     with strategy.scope():
         vae = build_vae(config, splits.image_shape, splits.steps_per_epoch)
         if config.prior == "vampprior" and config.pseudo_inputs == "data":  # a resumed run restores them below
-            vae.prior.initialize_from(first_training_images(splits, vae.prior.num_pseudo_inputs))
+            vampprior = vae.prior.top if isinstance(vae.prior, priors.HierarchicalPrior) else vae.prior
+            vampprior.initialize_from(first_training_images(splits, vampprior.num_pseudo_inputs))
         vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate_for(splits.steps_per_epoch)), jit_compile=jit_compile,
                     steps_per_execution=steps_per_execution)
         vae.optimizer.build(vae.trainable_variables)
@@ -193,9 +202,9 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
     def fit(first_epoch, first_step, last_epoch, append_history):
         checkpointing.first_step = first_step
         return vae.fit(
-            images_for_fit(splits.train_from(first_epoch, last_epoch, skip_batches=first_step), splits.has_labels),
+            images_for_fit(splits.train_from(first_epoch, last_epoch, skip_batches=first_step), drop_labels),
             steps_per_epoch=steps_per_epoch - first_step if first_step else steps_per_epoch,
-            validation_data=images_for_fit(splits.validation, splits.has_labels),
+            validation_data=images_for_fit(splits.validation, drop_labels),
             epochs=last_epoch,
             initial_epoch=first_epoch,
             callbacks=[*(chief_callbacks(append_history) if is_chief else ()), *([keep_best] if keep_best else ()),
@@ -241,7 +250,7 @@ def _train(config, out_dir, scratch_dir, is_chief, data_dir, resume, verbose, ca
         if keep_best.stopped_epoch is not None:
             epochs_done = keep_best.stopped_epoch + 1
     run_files.save_model_atomically(vae, scratch_dir / run_files.MODEL_FILE)
-    test_metrics = vae.evaluate(images_for_fit(splits.test, splits.has_labels), verbose=0, return_dict=True)
+    test_metrics = vae.evaluate(images_for_fit(splits.test, drop_labels), verbose=0, return_dict=True)
     examples_seen = splits.num_examples["train"] * (epochs_done - start_epoch) - start_step * config.batch_size
     summary = {
         "interrupted": False,

@@ -8,6 +8,7 @@
                     best.weights.h5, the best epoch's weights, with early stopping
     samples.png, reconstructions.png, latent_space.png, loss_curves.png,
     interpolations.png, traversals.png    the figures (training/figures.py)
+    samples_per_class.png                 and, for a conditional VAE, a row of samples per class
     metrics.json    test ELBO and its parts, wall time, examples per second
 """
 
@@ -27,6 +28,12 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 BEST_WEIGHTS_FILE = "best.weights.h5"  # in CHECKPOINT_DIR
 FIGURES = ("samples.png", "reconstructions.png", "latent_space.png", "loss_curves.png", "interpolations.png", "traversals.png")
+CONDITIONAL_FIGURES = ("samples_per_class.png",)  # written beside FIGURES by a conditional run
+
+
+def figures_of(config):
+    """The names of the figures a run of `config` writes: `FIGURES`, and `CONDITIONAL_FIGURES` if conditional."""
+    return (*FIGURES, *CONDITIONAL_FIGURES) if config.conditional else FIGURES
 
 
 def prepare_run_directory(out_dir, resume=False, overwrite=False):
