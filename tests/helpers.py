@@ -30,3 +30,26 @@ def python_with_data(*argv):
     fixture serves it in the test.
     """
     return [sys.executable, str(RUN_WITH_DATA), *argv]
+
+
+def run_like_tf_serving(path, requests):
+    """Runs `{name: (signature_name, {input: value})}` as TF Serving's C++ loader does: a TF1 session over the serve MetaGraph.
+
+    Feeds and fetches each SignatureDef's tensor names; returns `(signature_defs, {name: {output: value}})`
+    without `__saved_model_init_op`, the entry that names the op the loader runs first (restoring variables).
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    results = {}
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+        signatures = {name: signature for name, signature in meta_graph.signature_def.items() if not name.startswith("__")}
+        for name, (signature_name, arguments) in requests.items():
+            signature = signatures[signature_name]
+            assert set(arguments) == set(signature.inputs), f"{name}: inputs {sorted(arguments)}"
+            feeds = {signature.inputs[key].name: np.asarray(value, tf.dtypes.as_dtype(signature.inputs[key].dtype).as_numpy_dtype)
+                     for key, value in arguments.items()}
+            fetches = {key: info.name for key, info in signature.outputs.items()}
+            results[name] = session.run(fetches, feed_dict=feeds)
+    return signatures, results

@@ -13,7 +13,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 import tfvae
 from tfvae import architectures, export, priors, training
 from tests import fresh_process
-from tests.helpers import assert_config_round_trip
+from tests.helpers import assert_config_round_trip, run_like_tf_serving
 
 IMAGE_SHAPE = (8, 8, 1)
 NUM_CLASSES = 3
@@ -327,25 +327,6 @@ def test_export_serves_every_signature_with_labels_without_tfvae_or_tfp(fresh_pr
 # Export through TF Serving's loader -----------------------------------------------------------------
 
 
-def _run_in_a_session(path, requests):
-    """Runs `{name: (signature_name, {input: value})}` as TF Serving's C++ loader does: a TF1 session over the serve MetaGraph.
-
-    Returns `(signature_defs, {name: {output: value}})`, without the `__saved_model_init_op` entry.
-    """
-    results = {}
-    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
-        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
-        signatures = {name: signature for name, signature in meta_graph.signature_def.items() if not name.startswith("__")}
-        for name, (signature_name, arguments) in requests.items():
-            signature = signatures[signature_name]
-            assert set(arguments) == set(signature.inputs), f"{name}: inputs {sorted(arguments)}"
-            feeds = {signature.inputs[key].name: np.asarray(value, tf.dtypes.as_dtype(signature.inputs[key].dtype).as_numpy_dtype)
-                     for key, value in arguments.items()}
-            fetches = {key: info.name for key, info in signature.outputs.items()}
-            results[name] = session.run(fetches, feed_dict=feeds)
-    return signatures, results
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     vae = _trained("mlp")
@@ -386,7 +367,7 @@ def _keras_outputs(vae, name, arguments):
 def test_every_signature_takes_an_int32_label_per_row_and_runs_in_a_tf1_session_as_tf_serving_runs_it(exported):
     vae, path = exported
     for batch in (1, 4):
-        signatures, results = _run_in_a_session(path, _requests(batch))
+        signatures, results = run_like_tf_serving(path, _requests(batch))
         assert set(signatures) == set(export.SIGNATURE_NAMES)
         for name, signature in signatures.items():
             assert signature.method_name == "tensorflow/serving/predict"
@@ -450,7 +431,7 @@ def test_readme_rest_bodies_name_each_signatures_inputs_and_the_complete_ones_ru
     path = vae.export(tmp_path / "cvae" / "1", verbose=False)
     bodies = _readme_bodies()
     complete = {name: (name, json.loads(body)["inputs"]) for name, body in bodies.items() if "..." not in body}
-    signatures, results = _run_in_a_session(path, complete)
+    signatures, results = run_like_tf_serving(path, complete)
     assert set(bodies) == set(signatures)  # one body per signature
     for name, body in bodies.items():
         inputs = body[body.index('"inputs"') + len('"inputs"'):]

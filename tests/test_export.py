@@ -12,8 +12,9 @@ import tensorflow_probability as tfp
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tfvae
-from tfvae import architectures, export
 from tests import fresh_process
+from tests.helpers import run_like_tf_serving
+from tfvae import architectures, export
 
 IMAGE_SHAPE = (8, 8, 1)
 tfd = tfp.distributions
@@ -341,32 +342,12 @@ def test_export_prints_its_signatures_by_default_as_keras_does(trained_vae, tmp_
     assert "Endpoint" not in capsys.readouterr().out
 
 
-def _run_in_a_session(path, requests):
-    """Runs `{name: (signature_name, {input: value})}` as TF Serving's loader does: a TF1 session over the serve MetaGraph.
-
-    Feeds and fetches each SignatureDef's tensor names; returns `(signature_defs, {name: {output: value}})`
-    without `__saved_model_init_op`, the entry that names the op the loader runs first (restoring variables).
-    """
-    results = {}
-    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
-        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
-        signatures = {name: signature for name, signature in meta_graph.signature_def.items() if not name.startswith("__")}
-        for name, (signature_name, arguments) in requests.items():
-            signature = signatures[signature_name]
-            assert set(arguments) == set(signature.inputs), f"{name}: inputs {sorted(arguments)}"
-            feeds = {signature.inputs[key].name: np.asarray(value, tf.dtypes.as_dtype(signature.inputs[key].dtype).as_numpy_dtype)
-                     for key, value in arguments.items()}
-            fetches = {key: info.name for key, info in signature.outputs.items()}
-            results[name] = session.run(fetches, feed_dict=feeds)
-    return signatures, results
-
-
 def test_every_signature_runs_in_a_tf1_session_as_tf_serving_runs_it(exported):
     vae, path, _ = exported
     inputs = _inputs(3)
     requests = {name: (name, inputs["encode" if name == "serving_default" else name])
                 for name in (*export.SIGNATURE_NAMES, "serving_default")}
-    signatures, results = _run_in_a_session(path, requests)
+    signatures, results = run_like_tf_serving(path, requests)
     assert set(signatures) == set(requests)
     for name, outputs in results.items():
         expected = _keras_outputs(vae, "encode" if name == "serving_default" else name, requests[name][1])
@@ -387,7 +368,7 @@ def test_readme_rest_bodies_name_each_signatures_inputs_and_the_complete_ones_ru
         documented[name] = set(re.findall(r'"(\w+)":', inputs[len('"inputs"'):]))
         if "..." not in body:
             complete[name] = (name, json.loads(body)["inputs"])
-    signatures, results = _run_in_a_session(served, complete)
+    signatures, results = run_like_tf_serving(served, complete)
     assert set(documented) == set(signatures)  # one body per signature
     for name, keys in documented.items():
         assert keys == set(signatures[name].inputs), name
