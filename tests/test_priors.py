@@ -232,6 +232,12 @@ def test_vae_with_a_flow_prior_trains_under_xla_saves_loads_and_samples(tmp_path
     z = np.random.default_rng(1).normal(size=(5, 2)).astype(np.float32)
     np.testing.assert_allclose(restored.prior.distribution().log_prob(z), vae.prior.distribution().log_prob(z), rtol=1e-5)
     assert restored.sample(3, seed=0).shape == (3, 4, 4, 1)
+    # The export draws z from the flow (its sequential direction) and scores x under it.
+    served = tf.saved_model.load(str(vae.export(tmp_path / "export" / "1", verbose=False)))
+    images = served.signatures["sample"](num_images=tf.constant(3), seed=tf.constant([1, 2]))["images"]
+    assert images.shape == (3, 4, 4, 1) and np.all(np.isfinite(images))
+    served_elbo = served.signatures["elbo"](x=tf.constant(x[:4]), seed=tf.constant([3, 4]))["elbo"]
+    np.testing.assert_allclose(served_elbo, vae.elbo(x[:4], seed=(3, 4)), rtol=1e-4, atol=1e-3)
     assert_config_round_trip(priors.FlowPrior(3, num_flows=3, hidden_units=(4, 4), seed=2))
 
 
