@@ -53,3 +53,35 @@ def run_like_tf_serving(path, requests):
             fetches = {key: info.name for key, info in signature.outputs.items()}
             results[name] = session.run(fetches, feed_dict=feeds)
     return signatures, results
+
+
+def single_and_mirrored_step(build_vae, dataset, prepare=None):
+    """One epoch of `dataset` (one SGD step for one batch) on one device and on two mirrored CPU replicas.
+
+    `build_vae()` returns a new, uncompiled `tfvae.VAE`. The single-device VAE
+    is built first, passed to `prepare` (e.g. to move its weights), and its
+    weights copied into one built under a MirroredStrategy over /cpu:0 and
+    /cpu:1 (tests/conftest.py makes them). Both compile with SGD(0.5) without
+    XLA: XLA's Philox draws other noise than the CPU kernel's, and Adam would
+    hide a gradient scaled by the number of replicas. Returns
+    `(initial_weights, (single_vae, single_history), (mirrored_vae, mirrored_history))`.
+    """
+    from tfvae import training  # after tests/conftest.py configured the devices
+
+    strategy = training.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])  # distinct collective keys (tensorflow#62790)
+    assert strategy.num_replicas_in_sync == 2
+
+    def build(weights=None):
+        vae = build_vae()
+        if weights is not None:
+            vae.set_weights(weights)
+        vae.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), jit_compile=False)
+        return vae
+
+    single = build()
+    if prepare is not None:
+        prepare(single)
+    initial = single.get_weights()
+    with strategy.scope():
+        mirrored = build(initial)
+    return initial, *((vae, vae.fit(dataset, epochs=1, verbose=0).history) for vae in (single, mirrored))

@@ -11,9 +11,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tfvae
-from tfvae import architectures, export, priors, training
+from tfvae import architectures, export, priors
 from tests import fresh_process
-from tests.helpers import assert_config_round_trip, run_like_tf_serving
+from tests.helpers import assert_config_round_trip, run_like_tf_serving, single_and_mirrored_step
 
 IMAGE_SHAPE = (8, 8, 1)
 NUM_CLASSES = 3
@@ -462,28 +462,12 @@ GLOBAL_BATCH = 8
 
 
 def test_one_mirrored_step_equals_one_single_device_step():
-    strategy = training.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
-
-    def build(weights=None):
-        vae = _conditional_vae()
-        if weights is not None:
-            vae.set_weights(weights)
-        # Without XLA on both sides (XLA draws other noise), SGD (Adam would hide a scaled gradient).
-        vae.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), jit_compile=False)
-        return vae
-
-    x, labels = _images(GLOBAL_BATCH), _labels(GLOBAL_BATCH)
-    single = build()
-    initial = single.get_weights()
-    with strategy.scope():
-        mirrored = build(initial)
-    histories = []
-    for vae in (single, mirrored):
-        histories.append(vae.fit(tf.data.Dataset.from_tensor_slices((x, labels)).batch(GLOBAL_BATCH), epochs=1, verbose=0).history)
+    dataset = tf.data.Dataset.from_tensor_slices((_images(GLOBAL_BATCH), _labels(GLOBAL_BATCH))).batch(GLOBAL_BATCH)
+    initial, (single, single_logs), (mirrored, mirrored_logs) = single_and_mirrored_step(_conditional_vae, dataset)
     assert sum(not np.allclose(a, b) for a, b in zip(initial, single.get_weights())) >= 4  # the step moved the weights
     (first_kernel,) = [i for i, w in enumerate(initial) if w.shape[0] == np.prod(IMAGE_SHAPE) + NUM_CLASSES]
     assert not np.allclose(single.get_weights()[first_kernel][-NUM_CLASSES:], initial[first_kernel][-NUM_CLASSES:])  # labels learn
     for single_value, mirrored_value in zip(single.get_weights(), mirrored.get_weights()):
         np.testing.assert_allclose(mirrored_value, single_value, rtol=1e-5, atol=1e-6)
     for name in ("loss", "elbo", "reconstruction", "kl"):
-        np.testing.assert_allclose(histories[1][name], histories[0][name], rtol=1e-5)
+        np.testing.assert_allclose(mirrored_logs[name], single_logs[name], rtol=1e-5)

@@ -5,34 +5,27 @@ rather than Adam, because Adam's normalisation would hide a gradient that is
 scaled by the number of replicas.
 """
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import tfvae
 from tfvae import architectures, training
+from tests.helpers import single_and_mirrored_step
 
 IMAGE_SHAPE = (4, 4, 1)
 GLOBAL_BATCH = 8
 
 
-def _build_vae(weights=None):
+def _build_vae():
     encoder = architectures.mlp_encoder(IMAGE_SHAPE, 2, hidden_units=(8,))
     decoder = architectures.mlp_decoder(2, IMAGE_SHAPE, hidden_units=(8,))
-    vae = tfvae.VAE(encoder, decoder, seed=5)
-    if weights is not None:
-        vae.set_weights(weights)
-    # Without XLA on both sides: XLA's Philox draws other noise than the CPU
-    # kernel's, and replicas train without XLA on CPUs.
-    vae.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), jit_compile=False)
-    return vae
+    return tfvae.VAE(encoder, decoder, seed=5)
 
 
-def _one_step(vae, x):
-    dataset = tf.data.Dataset.from_tensor_slices(x).batch(GLOBAL_BATCH)
-    logs = vae.fit(dataset, epochs=1, verbose=0).history
-    return vae.get_weights(), logs
+def _binary_batch():
+    x = (np.random.default_rng(0).uniform(size=(GLOBAL_BATCH, *IMAGE_SHAPE)) > 0.5).astype(np.float32)
+    return tf.data.Dataset.from_tensor_slices(x).batch(GLOBAL_BATCH)
 
 
 @pytest.fixture
@@ -42,19 +35,11 @@ def two_replicas():
     return strategy
 
 
-def test_one_mirrored_step_equals_one_single_device_step(two_replicas):
-    x = (np.random.default_rng(0).uniform(size=(GLOBAL_BATCH, *IMAGE_SHAPE)) > 0.5).astype(np.float32)
-    single = _build_vae()
-    initial = single.get_weights()
-    with two_replicas.scope():
-        mirrored = _build_vae(initial)
-
-    single_weights, single_logs = _one_step(single, x)
-    mirrored_weights, mirrored_logs = _one_step(mirrored, x)
-
-    changed = [not np.allclose(a, b) for a, b in zip(initial, single_weights)]
+def test_one_mirrored_step_equals_one_single_device_step():
+    initial, (single, single_logs), (mirrored, mirrored_logs) = single_and_mirrored_step(_build_vae, _binary_batch())
+    changed = [not np.allclose(a, b) for a, b in zip(initial, single.get_weights())]
     assert sum(changed) >= 4  # the step really moved the weights
-    for single_value, mirrored_value in zip(single_weights, mirrored_weights):
+    for single_value, mirrored_value in zip(single.get_weights(), mirrored.get_weights()):
         np.testing.assert_allclose(mirrored_value, single_value, rtol=1e-5, atol=1e-6)
     for name in ("loss", "elbo", "reconstruction", "kl"):
         np.testing.assert_allclose(mirrored_logs[name], single_logs[name], rtol=1e-5)
@@ -83,28 +68,18 @@ def test_replicas_draw_different_noise(two_replicas):
     ("vampprior", {"num_pseudo_inputs": 3, "input_shape": IMAGE_SHAPE, "seed": 1}),
     ("flow", {"hidden_units": (4,), "seed": 1}),
 ])
-def test_a_mirrored_step_equals_a_single_device_step_with_each_trainable_prior(two_replicas, prior_name, arguments):
+def test_a_mirrored_step_equals_a_single_device_step_with_each_trainable_prior(prior_name, arguments):
     """The priors' own variables (mixture weights, pseudo-inputs, MADE weights) get the single-device gradient too."""
     from tfvae import priors
 
-    def build(weights=None):
-        vae = tfvae.VAE(architectures.mlp_encoder(IMAGE_SHAPE, 2, hidden_units=(8,)),
-                        architectures.mlp_decoder(2, IMAGE_SHAPE, hidden_units=(8,)),
-                        prior=priors.get_prior(prior_name, 2, **arguments), seed=5)
-        if weights is not None:
-            vae.set_weights(weights)
-        vae.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), jit_compile=False)
-        return vae
+    def build():
+        return tfvae.VAE(architectures.mlp_encoder(IMAGE_SHAPE, 2, hidden_units=(8,)),
+                         architectures.mlp_decoder(2, IMAGE_SHAPE, hidden_units=(8,)),
+                         prior=priors.get_prior(prior_name, 2, **arguments), seed=5)
 
-    x = (np.random.default_rng(0).uniform(size=(GLOBAL_BATCH, *IMAGE_SHAPE)) > 0.5).astype(np.float32)
-    single = build()
-    initial = single.get_weights()
-    with two_replicas.scope():
-        mirrored = build(initial)
-    single_weights, _ = _one_step(single, x)
-    mirrored_weights, _ = _one_step(mirrored, x)
+    initial, (single, _), (mirrored, _) = single_and_mirrored_step(build, _binary_batch())
     prior_weights = {id(w) for w in single.prior.trainable_weights}
-    moved = [not np.allclose(a, b) for w, a, b in zip(single.weights, initial, single_weights) if id(w) in prior_weights]
+    moved = [not np.allclose(a, b) for w, a, b in zip(single.weights, initial, single.get_weights()) if id(w) in prior_weights]
     assert any(moved), "the step moved no weight of the prior"
-    for single_value, mirrored_value in zip(single_weights, mirrored_weights):
+    for single_value, mirrored_value in zip(single.get_weights(), mirrored.get_weights()):
         np.testing.assert_allclose(mirrored_value, single_value, rtol=1e-4, atol=1e-5)

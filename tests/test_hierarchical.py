@@ -244,6 +244,13 @@ def test_the_kl_of_each_layer_sums_to_the_kl_and_the_top_one_is_the_closed_form(
     assert list(per_layer) == ["z1", "z2"] and per_layer["z1"].shape == (3,)
     total = tf.reduce_mean(bounds.kl_divergence(posterior, prior, "monte_carlo", z), axis=0)
     np.testing.assert_allclose(per_layer["z1"] + per_layer["z2"], total, rtol=1e-5, atol=1e-5)
+    # elbo_terms by layer takes its KL from the layers' terms: the same KL and ELBO as from the whole densities.
+    log_likelihood = tf.zeros([4, 3])
+    whole = bounds.elbo_terms(log_likelihood, posterior, prior, z, "monte_carlo")
+    layered = bounds.elbo_terms(log_likelihood, posterior, prior, z, "monte_carlo", by_layer=True)
+    assert whole.kl_by_layer is None and list(layered.kl_by_layer) == ["z1", "z2"]
+    np.testing.assert_allclose(layered.kl, whole.kl, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layered.elbo, whole.elbo, rtol=1e-5, atol=1e-5)
     # Many samples: the top layer's term tends to KL(q(z2|x) || N(0, I)) in closed form.
     many = posterior.sample(20_000, seed=(4, 5))
     top_terms = posterior.top.log_prob(many[..., D1:]) - prior.top.log_prob(many[..., D1:])

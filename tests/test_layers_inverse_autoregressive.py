@@ -10,7 +10,7 @@ import tfvae
 from tfvae import architectures, cli, training
 from tfvae.layers.inverse_autoregressive import AffineAutoregressiveStep, InverseAutoregressiveFlowNormal
 from tests import fresh_process
-from tests.helpers import assert_config_round_trip, serialized_round_trip
+from tests.helpers import assert_config_round_trip, serialized_round_trip, single_and_mirrored_step
 
 tfd = tfp.distributions
 IMAGE_SHAPE = (4, 4, 1)
@@ -135,25 +135,13 @@ def test_a_vae_with_an_iaf_posterior_trains_under_xla_on_the_monte_carlo_kl():
 
 def test_a_mirrored_step_equals_a_single_device_step_with_an_iaf_posterior():
     """The replicas keep their block of the draws (a new tensor), so the density inverts the flow there."""
-    strategy = training.make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
-    x = _binary_images(8)
 
-    def build(weights=None):
-        vae = _iaf_vae()
-        if weights is not None:
-            vae.set_weights(weights)
-        vae.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), jit_compile=False)
-        return vae
+    def away_from_the_identity(vae):  # as after some training
+        for weight in vae.encoder.get_layer("posterior").weights:
+            weight.assign(weight + 0.05 * tf.random.stateless_normal(weight.shape, (1, 2)))
 
-    single = build()
-    for weight in single.encoder.get_layer("posterior").weights:  # away from the identity, as after some training
-        weight.assign(weight + 0.05 * tf.random.stateless_normal(weight.shape, (1, 2)))
-    initial = single.get_weights()
-    with strategy.scope():
-        mirrored = build(initial)
-    dataset = tf.data.Dataset.from_tensor_slices(x).batch(8)
-    single.fit(dataset, verbose=0)
-    mirrored.fit(dataset, verbose=0)
+    dataset = tf.data.Dataset.from_tensor_slices(_binary_images(8)).batch(8)
+    initial, (single, _), (mirrored, _) = single_and_mirrored_step(_iaf_vae, dataset, prepare=away_from_the_identity)
     assert any(not np.allclose(a, b) for a, b in zip(initial, single.get_weights()))
     for single_value, mirrored_value in zip(single.get_weights(), mirrored.get_weights()):
         np.testing.assert_allclose(mirrored_value, single_value, rtol=1e-4, atol=1e-5)

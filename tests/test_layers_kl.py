@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 from tests import fresh_process
 from tests.helpers import assert_config_round_trip, serialized_round_trip
 from tfvae import priors
+from tfvae.export import export_model
 from tfvae.layers import distribution, independent, kl, variable
 from tfvae.losses import NegativeLogLikelihood
 
@@ -356,9 +357,10 @@ def _save_for_a_fresh_process(directory):
         model.compile(keras.optimizers.Adam(0.05), loss=NegativeLogLikelihood())
         model.fit(x, y, epochs=2, verbose=0)  # the prior's variables leave their start
         output = model(x)
-        expected[name] = {"mean": output.mean().numpy(), "losses": float(sum(model.losses)),
-                          "weights": [w.numpy() for w in model.weights]}
+        expected[name] = {"mean": output.mean().numpy(), "stddev": output.stddev().numpy(),
+                          "losses": float(sum(model.losses)), "weights": [w.numpy() for w in model.weights]}
         model.save(directory / f"{name}.keras")
+        export_model(model, directory / f"{name}_export")  # serves the mean and stddev
     np.save(directory / "x.npy", x)
     return expected, models["add_loss"].layers[-1].distribution_b.loc.numpy()
 
@@ -374,6 +376,29 @@ for name in ["regularized", "add_loss"]:
     result[name] = {"mean": np.asarray(output.mean()), "losses": float(sum(model.losses)),
                     "weights": [np.asarray(w) for w in model.weights]}
 """)
+
+
+fresh_process.register("kl: export", _save_for_a_fresh_process, """
+import sys
+assert sys.modules["tfvae"] is None and sys.modules["tensorflow_probability"] is None  # importing them fails
+import numpy as np, tensorflow as tf
+x = tf.constant(np.load(directory / "x.npy"))
+result = {}
+for name in ["regularized", "add_loss"]:
+    served = tf.saved_model.load(str(directory / f"{name}_export")).signatures["serving_default"](x=x)
+    result[name] = {key: value.numpy() for key, value in served.items()}
+""", without=("tfvae", "tensorflow_probability"))
+
+
+def test_models_with_the_kl_layers_export_and_serve_without_tfvae_or_tfp(fresh_process_results):
+    """A model regularized by KLDivergenceRegularizer and one ending in KLDivergenceAddLoss (a trained prior)."""
+    (expected, _), served = fresh_process_results("kl: export")
+    for name in ["regularized", "add_loss"]:
+        assert set(served[name]) == {"mean", "stddev"}, name
+        for key in ["mean", "stddev"]:
+            assert served[name][key].shape == (6, 2)
+            np.testing.assert_allclose(served[name][key], expected[name][key], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{name}/{key}")
 
 
 def test_models_round_trip_through_keras_files_in_a_fresh_process(fresh_process_results):

@@ -14,8 +14,11 @@ import tensorflow_probability as tfp
 
 from tests import fresh_process
 from tests.helpers import assert_config_round_trip, serialized_round_trip
+from tfvae.export import export_model
 from tfvae.layers import conv_variational, dense_variational, variable, variational, variational_fns
 from tfvae.layers.distribution import DistributionLambda
+from tfvae.layers.independent import IndependentNormal
+from tfvae.losses import NegativeLogLikelihood
 
 tfd = tfp.distributions
 DENSE = {
@@ -128,12 +131,12 @@ def test_dense_output_moments_match_closed_form_for_a_fixed_posterior(kind):
     _assert_moments(samples, mean, variance, independent)
 
 
-@pytest.mark.parametrize("kind", ["conv2d_reparameterization", "conv2d_flipout"])
+@pytest.mark.parametrize("kind", sorted(CONV))
 def test_conv_output_moments_match_conv_of_posterior_moments(kind):
-    """mean conv(x, mu) + mu_b and variance conv(x^2, sigma^2) + sigma_b^2."""
+    """mean conv(x, mu) + mu_b and variance conv(x^2, sigma^2) + sigma_b^2, for every rank."""
     filters = 16
     layer = CONV[kind](filters, kernel_size=3, padding="same", seed=2, **NORMAL_BIAS)
-    image = np.random.default_rng(1).normal(scale=1.5, size=(1, 5, 5, 2)).astype(np.float32)
+    image = np.random.default_rng(1).normal(scale=1.5, size=(1, *[5] * CONV[kind].rank, 2)).astype(np.float32)
     layer(image)
     _set_random_weights(layer)
     kernel_loc, kernel_scale = _normal_parameters(layer, "kernel")
@@ -166,7 +169,7 @@ def test_channels_first_and_strides_give_keras_output_shapes():
         4, 3, strides=2, padding="same", data_format="channels_first").compute_output_shape(x.shape)
 
 
-@pytest.mark.parametrize("kind", sorted(DENSE) + ["conv2d_flipout", "conv1d_reparameterization"])
+@pytest.mark.parametrize("kind", sorted(DENSE) + sorted(CONV))
 def test_added_losses_are_the_exact_kl_of_kernel_and_bias(kind):
     cls = {**DENSE, **CONV}[kind]
     layer = cls(4, **NORMAL_BIAS) if kind in DENSE else cls(4, kernel_size=2, **NORMAL_BIAS)
@@ -269,39 +272,75 @@ def _all_layers_model():
     return keras.Model(inputs, outputs)
 
 
+def _conv_ranks_model():
+    """The 1-D and 3-D conv layers (TFP's names), seeded, ending in a Normal: `[batch, 4, 4, 4, 2] -> [batch, 2]`.
+
+    The KL terms are scaled by 1/32, one epoch of the fit test's data.
+    """
+    divergence = variational_fns.ScaledKLDivergence(1 / 32)
+    divergences = {"kernel_divergence_fn": divergence, "bias_divergence_fn": divergence}
+    inputs = keras.Input((4, 4, 4, 2))
+    x = conv_variational.Conv3DReparameterization(
+        3, 2, activation="relu", seed=11, **divergences, **NORMAL_BIAS)(inputs)  # [3, 3, 3, 3]
+    x = conv_variational.Conv3DFlipout(2, 3, padding="same", seed=12, **divergences)(x)  # [3, 3, 3, 2]
+    x = keras.layers.Reshape((27, 2))(x)
+    x = conv_variational.Conv1DReparameterization(3, 3, strides=2, activation="relu", seed=13, **divergences)(x)
+    x = conv_variational.Conv1DFlipout(2, 3, seed=14, **divergences, **NORMAL_BIAS)(x)  # [11, 2]
+    params = keras.layers.Dense(IndependentNormal.params_size(2))(keras.layers.Flatten()(x))
+    return keras.Model(inputs, IndependentNormal(2)(params))
+
+
 def _save_for_a_fresh_process(directory):
-    model = _all_layers_model()
+    """Both models saved, as `.keras` files and as SavedModels, before any call; their first outputs."""
+    model, conv_model = _all_layers_model(), _conv_ranks_model()
     x = np.random.default_rng(0).normal(size=(5, 6, 6, 2)).astype(np.float32)
+    conv_x = np.random.default_rng(1).normal(size=(5, 4, 4, 4, 2)).astype(np.float32)
     # Saved before any call: Keras saves no seed generator state (Dropout's neither), so a
     # loaded model draws from the initial state, as this one does on its first call.
     model.save(directory / "model.keras")
     model.export(directory / "export", verbose=False)
+    conv_model.save(directory / "conv_model.keras")
+    export_model(conv_model, directory / "conv_export")  # the output is a distribution: its mean and stddev
     np.save(directory / "x.npy", x)
+    np.save(directory / "conv_x.npy", conv_x)
     first = model(x).numpy()  # the first draws from the initial seed state
-    return first, model(x).numpy()
+    conv_first = conv_model(conv_x)
+    return {"all_layers": first, "conv_mean": conv_first.mean().numpy(), "conv_stddev": conv_first.stddev().numpy(),
+            "second_call": model(x).numpy(), "conv_second_call": conv_model(conv_x).mean().numpy()}
 
 
 fresh_process.register("variational: .keras file", _save_for_a_fresh_process, """
 import numpy as np, keras
 import tests.test_layers_variational  # registers the tutorial builders
 model = keras.models.load_model(directory / "model.keras")
-result = model(np.load(directory / "x.npy")).numpy()
+conv = keras.models.load_model(directory / "conv_model.keras")(np.load(directory / "conv_x.npy"))
+result = {"all_layers": model(np.load(directory / "x.npy")).numpy(),
+          "conv_mean": conv.mean().numpy(), "conv_stddev": conv.stddev().numpy()}
 """)
 fresh_process.register("variational: export", _save_for_a_fresh_process, """
 import sys
 assert sys.modules["tfvae"] is None and sys.modules["tensorflow_probability"] is None  # importing them fails
 import numpy as np, tensorflow as tf
 exported = tf.saved_model.load(str(directory / "export"))  # kept: it owns the variables
-result = exported.serve(tf.constant(np.load(directory / "x.npy"))).numpy()
+conv_exported = tf.saved_model.load(str(directory / "conv_export"))
+conv = conv_exported.signatures["serving_default"](x=tf.constant(np.load(directory / "conv_x.npy")))
+result = {"all_layers": exported.serve(tf.constant(np.load(directory / "x.npy"))).numpy(),
+          "conv_mean": conv["mean"].numpy(), "conv_stddev": conv["stddev"].numpy()}
 """, without=("tfvae", "tensorflow_probability"))
 
 
 def test_keras_file_round_trips_in_a_fresh_process_and_export_loads_without_tfvae_or_tfp(fresh_process_results):
-    (expected, second_call), keras_out = fresh_process_results("variational: .keras file")
+    """Every layer of the module, Conv1D/Conv3D ones in a model ending in a Normal served by `export_model`."""
+    expected, keras_out = fresh_process_results("variational: .keras file")
     _, export_out = fresh_process_results("variational: export")
-    np.testing.assert_allclose(keras_out, expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(export_out, expected, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(second_call, expected)  # and the draws do change from call to call
+    for out in (keras_out, export_out):
+        assert set(out) == {"all_layers", "conv_mean", "conv_stddev"}
+        for key, value in out.items():
+            np.testing.assert_allclose(value, expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert expected["conv_mean"].shape == expected["conv_stddev"].shape == (5, 2)
+    # And the draws do change from call to call.
+    assert not np.allclose(expected["second_call"], expected["all_layers"])
+    assert not np.allclose(expected["conv_second_call"], expected["conv_mean"])
 
 
 def test_fit_under_xla_lowers_the_loss_and_moves_every_weight():
@@ -314,6 +353,22 @@ def test_fit_under_xla_lowers_the_loss_and_moves_every_weight():
     history = model.fit(x, y, batch_size=16, epochs=10, verbose=0)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)) and np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+    moved = [not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights)]
+    assert all(moved), [w.path for w, m in zip(model.trainable_weights, moved) if not m]
+
+
+def test_conv_ranks_fit_with_negative_log_likelihood_under_xla_and_move_every_weight():
+    """Conv{1,3}D{Reparameterization,Flipout}: the loss is NLL + their 6 KL terms; fit lowers it."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(32, 4, 4, 4, 2)).astype(np.float32)
+    y = np.stack([x.mean(axis=(1, 2, 3, 4)), x[..., 0].mean(axis=(1, 2, 3))], axis=-1).astype(np.float32) * 4
+    model = _conv_ranks_model()
+    model.compile(keras.optimizers.Adam(0.02), loss=NegativeLogLikelihood(), jit_compile=True)
+    model(x[:2])
+    assert len(model.losses) == 6  # 4 kernels, 2 biases with a prior
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    losses = model.fit(x, y, batch_size=16, epochs=8, verbose=0).history["loss"]
+    assert np.all(np.isfinite(losses)) and np.mean(losses[-2:]) < np.mean(losses[:2]), losses
     moved = [not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights)]
     assert all(moved), [w.path for w, m in zip(model.trainable_weights, moved) if not m]
 
@@ -387,6 +442,52 @@ def test_a_seeded_layer_repeats_its_draws_also_compiled_with_xla(kind):
     assert not np.array_equal(first, second)
 
 
+def _predicted(kind):
+    """(a seeded layer, its input, its output with every weight at its posterior mean) for the predict test."""
+    x_dense = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    if kind == "dense_variational":
+        layer = dense_variational.DenseVariational(
+            4, dense_variational.posterior_mean_field, dense_variational.prior_trainable, seed=5)
+
+        def at_the_means():
+            w = layer.posterior.loc.numpy()
+            return x_dense @ w[:12].reshape(3, 4) + w[12:]
+        return layer, x_dense, at_the_means
+    if kind in DENSE:
+        layer = DENSE[kind](4, seed=5, **NORMAL_BIAS)
+        x = x_dense
+    else:
+        layer = CONV[kind](3, kernel_size=2, strides=2, seed=5, **NORMAL_BIAS)
+        x = np.random.default_rng(0).normal(size=(5, *[4] * layer.rank, 2)).astype(np.float32)
+
+    def at_the_means():
+        kernel_loc, bias_loc = _normal_parameters(layer, "kernel")[0], _normal_parameters(layer, "bias")[0]
+        if kind in DENSE:
+            return x @ kernel_loc + bias_loc
+        return keras.ops.conv(x, kernel_loc, strides=2, padding="valid").numpy() + bias_loc
+    return layer, x, at_the_means
+
+
+@pytest.mark.parametrize("kind", ["flipout", "local_reparameterization", "dense_variational", *sorted(CONV)])
+def test_predict_repeats_from_a_seed_state_and_is_the_mean_layer_as_the_scales_vanish(kind):
+    """(Under XLA, every layer here is compiled by the fit tests.)"""
+    layer, x, at_the_means = _predicted(kind)
+    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
+    _set_random_weights(layer)  # scales in [0.05, 1.5]
+    state = layer.seed_generator.state.numpy()
+    first, second = model.predict(x, verbose=0), model.predict(x, verbose=0)
+    assert first.shape == model.compute_output_shape(x.shape) and np.all(np.isfinite(first))
+    assert not np.allclose(first, second)  # a draw per call
+    layer.seed_generator.state.assign(state)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), first)  # the same draws from the same seed state
+    assert not np.allclose(first, at_the_means(), atol=1e-2)
+
+    for w in layer.weights:  # posterior scales to their floor: float32's eps (1e-5 for DenseVariational)
+        if "scale" in w.name:
+            w.assign(np.full(w.shape, -40.0, np.float32))
+    np.testing.assert_allclose(model.predict(x, verbose=0), at_the_means(), rtol=1e-5, atol=2e-4)
+
+
 def _config_cases():
     custom = variational_fns.default_mean_field_normal_fn(
         untransformed_scale_initializer=keras.initializers.Constant(-5.0), loc_regularizer="l2")
@@ -397,8 +498,15 @@ def _config_cases():
             3, kernel_posterior_tensor_fn=variational_fns.mean_tensor_fn, **NORMAL_BIAS),
         "dense_flipout": variational.DenseFlipout(
             3, kernel_divergence_fn=variational_fns.ScaledKLDivergence(0.5), activity_regularizer="l2", seed=2),
+        "conv1d_reparameterization": conv_variational.Conv1DReparameterization(
+            2, 3, dilation_rate=2, activation="relu", kernel_divergence_fn=variational_fns.ScaledKLDivergence(0.1),
+            seed=4, **NORMAL_BIAS),
         "conv2d_reparameterization": conv_variational.Convolution2DReparameterization(
             2, (3, 2), strides=2, padding="same", kernel_prior_fn=None),
+        "conv3d_reparameterization": conv_variational.Conv3DReparameterization(
+            2, (1, 2, 3), strides=(1, 2, 1), data_format="channels_first", **MEAN_TENSORS, bias_posterior_fn=None),
+        "conv1d_flipout": conv_variational.Conv1DFlipout(4, 2, strides=3, padding="same", activity_regularizer="l2"),
+        "conv2d_flipout": conv_variational.Conv2DFlipout(2, [2, 3], bias_divergence_fn=None, seed=5, **NORMAL_BIAS),
         "conv3d_flipout": conv_variational.Convolution3DFlipout(2, 3, dilation_rate=2, data_format="channels_first"),
         "dense_variational": dense_variational.DenseVariational(
             4, tutorial_posterior, dense_variational.prior_standard_normal, kl_weight=0.1, kl_use_exact=True,
@@ -472,6 +580,32 @@ def test_bad_arguments_are_rejected_naming_the_argument():
     for error, argument, make in cases:
         with pytest.raises(error, match=f"`{argument}`"):
             make()
+
+
+@pytest.mark.parametrize("kind", sorted(CONV))
+def test_conv_arguments_and_input_ranks_are_checked_naming_the_argument(kind):
+    cls, rank = CONV[kind], CONV[kind].rank
+    cases = [
+        ("filters", {"filters": 0}), ("filters", {"filters": 2.0}),
+        ("kernel_size", {"kernel_size": (2,) * (rank + 1)}), ("kernel_size", {"kernel_size": 0}),
+        ("kernel_size", {"kernel_size": "3"}),
+        ("strides", {"strides": 0}), ("strides", {"strides": (1,) * (rank - 1) + (-1,)}),
+        ("dilation_rate", {"dilation_rate": (2,) * (rank + 1)}),
+        ("dilation_rate", {"strides": 2, "dilation_rate": 2}),
+        ("padding", {"padding": "causal"}), ("data_format", {"data_format": "NWC"}), ("seed", {"seed": 1.5}),
+    ]
+    for argument, kwargs in cases:
+        with pytest.raises(ValueError, match=f"`{argument}`"):
+            cls(**{"filters": 2, "kernel_size": 2, **kwargs})
+    with pytest.raises(TypeError, match="`kernel_prior_fn` must be a callable or None"):
+        cls(2, 2, kernel_prior_fn="normal")
+    layer = cls(2, 2)
+    with pytest.raises(ValueError, match=f"expected ndim={rank + 2}, found ndim={rank + 1}"):
+        layer(np.ones([1, *[3] * rank], np.float32))
+    layer(np.ones([1, *[3] * rank, 2], np.float32))
+    with pytest.raises(ValueError, match="expected axis -1 of input shape to have value 2"):
+        layer(np.ones([1, *[3] * rank, 3], np.float32))
+    assert getattr(conv_variational, cls.__name__.replace("Convolution", "Conv")) is cls  # TFP's shorter name
 
 
 def test_estimators_needing_a_normal_posterior_refuse_others_when_built():

@@ -112,7 +112,7 @@ def kl_divergence(posterior, prior, method, latent_sample=None):
     raise ValueError(f"`method` must be 'analytic' or 'monte_carlo'; received {method!r}.")
 
 
-def elbo_terms(log_likelihood, posterior, prior, latent_samples, kl_method):
+def elbo_terms(log_likelihood, posterior, prior, latent_samples, kl_method, by_layer=False):
     """The ELBO estimate from k samples and its parts, each `[batch]`.
 
     Args:
@@ -121,14 +121,21 @@ def elbo_terms(log_likelihood, posterior, prior, latent_samples, kl_method):
       prior: p(z).
       latent_samples: `[k, batch, latent_dim]`, the z_s.
       kl_method: "analytic" or "monte_carlo".
+      by_layer: also the KL of each stochastic layer (`kl_per_layer`), for a
+        posterior and prior with layers; the Monte Carlo KL is then their sum,
+        so each log-density is computed once.
 
     The reconstruction term, and the Monte Carlo KL, average over the samples.
     """
     reconstruction = -tf.reduce_mean(log_likelihood, axis=0)
-    kl = kl_divergence(posterior, prior, kl_method, latent_samples)
-    if kl_method == "monte_carlo":
-        kl = tf.reduce_mean(kl, axis=0)
-    return ElboTerms(elbo=-(reconstruction + kl), reconstruction=reconstruction, kl=kl)
+    kl_by_layer = kl_per_layer(posterior, prior, latent_samples) if by_layer else None
+    if kl_by_layer is not None and kl_method == "monte_carlo":
+        kl = tf.add_n(list(kl_by_layer.values()))
+    else:
+        kl = kl_divergence(posterior, prior, kl_method, latent_samples)
+        if kl_method == "monte_carlo":
+            kl = tf.reduce_mean(kl, axis=0)
+    return ElboTerms(elbo=-(reconstruction + kl), reconstruction=reconstruction, kl=kl, kl_by_layer=kl_by_layer)
 
 
 def log_importance_weights(log_likelihood, posterior, prior, latent_samples):

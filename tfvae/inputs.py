@@ -112,3 +112,19 @@ def check_support(x, likelihood):
                 f"`x` holds values outside the {base.__name__} likelihood's support ({description}), e.g. "
                 f"{float(outside[0])}. {remedy}, or pass check_support=False to train on them anyway."
             )
+
+
+def check_finite(x):
+    """Raises ValueError naming `x` if a float `x` holds NaN or infinite values (no ELBO exists for them).
+
+    `x` is an array or tensor that `check_batch` accepted; traced
+    tensors (in a tf.function) are left alone: their values are not known yet.
+    """
+    if not tf.executing_eagerly() or not tf.as_dtype(x.dtype).is_floating:
+        return
+    # Checked as the model sees them: float64 values past float32's range become infinite there.
+    finite = tf.math.is_finite(tf.cast(x, tf.float32) if tf.as_dtype(x.dtype) == tf.float64 else x)
+    if not bool(tf.reduce_all(finite)):
+        example = float(tf.boolean_mask(tf.reshape(x, [-1]), ~tf.reshape(finite, [-1]))[0])
+        raise ValueError(f"`x` holds NaN or infinite values (in float32), e.g. {example}; every pixel must be a "
+                         "finite number.")

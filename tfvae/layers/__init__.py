@@ -8,6 +8,7 @@
     kl.py            KLDivergenceRegularizer, KLDivergenceAddLoss
     likelihoods.py   IndependentContinuousBernoulli, DiscretizedLogisticMixture (likelihoods for grey levels)
     variable.py      VariableLayer
+    initializers.py  BlockwiseInitializer
     variational_fns.py  the posterior, prior and divergence functions of the Bayesian layers
     variational_base.py  what the Bayesian dense and convolution layers share
     variational.py   DenseReparameterization, DenseLocalReparameterization, DenseFlipout
@@ -70,6 +71,7 @@ from tfvae.layers.dense_variational import (
     prior_standard_normal,
     prior_trainable,
 )
+from tfvae.layers.initializers import BlockwiseInitializer
 from tfvae.layers.inverse_autoregressive import InverseAutoregressiveFlowDistribution, InverseAutoregressiveFlowNormal
 from tfvae.layers.kl import KLDivergenceAddLoss, KLDivergenceRegularizer
 from tfvae.layers.likelihoods import (
@@ -95,6 +97,7 @@ from tfvae.layers.variational_fns import (
 __all__ = [
     "AutoregressiveNetwork",
     "AutoregressiveTransform",
+    "BlockwiseInitializer",
     "CONVERSIONS",
     "CategoricalMixtureOfOneHotCategorical",
     "Convolution1DFlipout",

@@ -246,8 +246,8 @@ class AutoregressiveNetwork(keras.layers.Layer):
         made = AutoregressiveNetwork(params=2, event_shape=2, hidden_units=[16, 16], activation="relu")
         flow = tfd.TransformedDistribution(
             tfd.Sample(tfd.Normal(0.0, 1.0), [2]), tfb.MaskedAutoregressiveFlow(made))
-        flow.log_prob(np.zeros([5, 2], np.float32))  # [5]
-        flow.sample(3, seed=(1, 2))                  # [3, 2]
+        assert flow.log_prob(np.zeros([5, 2], np.float32)).shape == (5,)
+        assert flow.sample(3, seed=(1, 2)).shape == (3, 2)
     """
 
     def __init__(
@@ -500,8 +500,10 @@ class AutoregressiveTransform(DistributionLambda):
     flow's dtype, so a MADE built under a mixed policy (float16) still gives a
     float32 flow.
 
-    Example (TFP's, in Keras 3: density estimation of a banana-shaped 2-D
-    distribution; the model's input is empty and sets only the batch size):
+    TFP's example in Keras 3, density estimation of a banana-shaped 2-D
+    distribution (the model's input is empty and sets only the batch size).
+
+    Example:
 
         import keras, numpy as np, tensorflow as tf, tensorflow_probability as tfp
         from tfvae.layers.autoregressive import AutoregressiveNetwork, AutoregressiveTransform
@@ -523,7 +525,8 @@ class AutoregressiveTransform(DistributionLambda):
         ])
         model.compile(optimizer="adam", loss=NegativeLogLikelihood())
         model.fit(np.zeros((2000, 0), "float32"), data, batch_size=25, epochs=1, verbose=0)
-        model(np.zeros((1, 0), "float32")).sample(4, seed=(1, 2))  # [4, 1, 2]
+        samples = model(np.zeros((1, 0), "float32")).sample(4, seed=(1, 2))
+        assert samples.shape == (4, 1, 2)
     """
 
     def __init__(self, made, convert_to_tensor_fn="sample", **kwargs):

@@ -125,8 +125,15 @@ class OneHotCategorical(_OneHotLayer):
       validate_args: check parameters and values (one-hot samples) at run
         time (slower).
 
-    Input `[batch, d]` logits; output a `tfd.OneHotCategorical` with batch
-    shape `[batch]`, event shape `[d]`. Example:
+    Input `[batch, d]` logits l; output a `tfd.OneHotCategorical` with batch
+    shape `[batch]`, event shape `[d]`, over the one-hot vectors e_1, ..., e_d:
+
+        p(y = e_j | x) = softmax(l)_j,   log p(y | x) = sum_j y_j log softmax(l)_j
+
+    with mean softmax(l) (the class probabilities) and variance
+    softmax(l) (1 - softmax(l)) per class.
+
+    Example:
 
         model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(OneHotCategorical.params_size(3)),
                                   OneHotCategorical(3)])
@@ -134,7 +141,8 @@ class OneHotCategorical(_OneHotLayer):
         x = np.random.normal(size=(256, 2)).astype("float32")
         y = np.eye(3, dtype="float32")[(x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)]  # [256, 3] one-hot
         model.fit(x, y, epochs=2, verbose=0)
-        model.predict(x, verbose=0)  # [256, 3] class probabilities
+        probabilities = model.predict(x, verbose=0)  # [256, 3], the mean softmax(l)
+        assert probabilities.shape == (256, 3) and np.allclose(probabilities.sum(-1), 1, atol=1e-5)
     """
 
     @staticmethod
@@ -169,16 +177,24 @@ class CategoricalMixtureOfOneHotCategorical(_OneHotLayer):
       validate_args: check parameters and values (one-hot samples) at run
         time (slower).
 
-    Input `[batch, k (1 + d)]`: k mixture logits, then each component's d
-    logits; output a `OneHotCategoricalMixture` with batch shape `[batch]`,
-    event shape `[d]` (see the module docstring for the math). Example:
+    Input `[batch, k (1 + d)]`: k mixture logits a, then each component's d
+    logits l_k; output a `OneHotCategoricalMixture` with batch shape
+    `[batch]`, event shape `[d]` (the module docstring has the details):
+
+        p(y = e_j | x) = sum_k softmax(a)_k softmax(l_k)_j
+
+    Example:
 
         model = keras.Sequential([
             keras.Input((2,)),
             keras.layers.Dense(CategoricalMixtureOfOneHotCategorical.params_size(3, 2)),
             CategoricalMixtureOfOneHotCategorical(3, 2),
         ])
-        model.compile("adam", loss=tfvae.losses.NegativeLogLikelihood())  # y: [batch, 3] one-hot
+        model.compile("adam", loss=tfvae.losses.NegativeLogLikelihood())
+        x = np.random.normal(size=(64, 2)).astype("float32")
+        y = np.eye(3, dtype="float32")[np.random.randint(3, size=64)]  # [64, 3] one-hot
+        model.fit(x, y, epochs=1, verbose=0)
+        assert np.allclose(model(x).mean().numpy().sum(-1), 1, atol=1e-5)  # class probabilities
     """
 
     def __init__(self, event_size, num_components, convert_to_tensor_fn="mean", sample_dtype=None, validate_args=False,

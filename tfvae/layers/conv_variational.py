@@ -185,6 +185,8 @@ _REPARAMETERIZATION_DOC = """{rank}-D convolution with a random kernel and bias,
           keras.layers.Flatten(),
           tfvae.layers.DenseReparameterization(10),
       ])
+      outputs = model(np.ones((2, {example_shape}), "float32"))
+      assert outputs.shape == (2, 10) and len(model.losses) == 2  # one KL[q(W) || p(W)] per layer
       ```
     """
 
@@ -199,7 +201,9 @@ _FLIPOUT_DOC = """{rank}-D convolution with a random kernel, trained by the Flip
     Example:
       ```python
       layer = tfvae.layers.Convolution{rank}DFlipout(4, kernel_size=3, seed=1)
-      outputs = layer(tf.ones([2, {example_shape}]))
+      outputs = layer(tf.ones([2, {example_shape}]))  # "valid" padding: each spatial size 8 - 2
+      assert outputs.shape[0] == 2 and set(outputs.shape[1:-1]) == set([6]) and outputs.shape[-1] == 4
+      assert len(layer.losses) == 1  # the kernel's KL[q(W) || p(W)]
       ```
     """
 

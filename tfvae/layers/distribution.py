@@ -425,7 +425,20 @@ def with_validation(distribution):
 class DistributionLambda(DistributionLayer):
     """A layer whose output is the distribution `make_distribution_fn(inputs)`.
 
-    The Keras 3 counterpart of `tfp.layers.DistributionLambda`:
+    The Keras 3 counterpart of `tfp.layers.DistributionLambda`. For inputs
+    `t` (floating tensors cast to the layer's compute dtype, distributions
+    passed as they are) it returns
+
+        p = make_distribution_fn(t),   a tfd.Distribution, e.g. batch shape [batch]
+
+    with no parameter transform of its own: the function applies any
+    (softplus for a scale, ...). Where Keras needs a tensor (`predict`, a
+    loss such as "mse", a layer stacked on it), `p` stands in as
+    `convert_to_tensor_fn(p)`: `E[p]` by default, a draw `y ~ p` with
+    "sample". A Functional model sees that tensor's shape (found by tracing,
+    or given as `output_shape`).
+
+    Example (a Normal whose mean and softplus scale a Dense layer predicts):
 
         model = keras.Sequential([
             keras.Input((3,)),
@@ -434,7 +447,9 @@ class DistributionLambda(DistributionLayer):
                 lambda t: tfd.Normal(loc=t[..., 0], scale=tf.math.softplus(t[..., 1])),
                 convert_to_tensor_fn="sample"),
         ])
-        model(x)  # a tfd.Normal with batch shape [batch]
+        x = np.random.normal(size=(4, 3)).astype("float32")
+        normal = model(x)  # a tfd.Normal with batch shape [4]
+        assert normal.batch_shape == [4] and model.predict(x, verbose=0).shape == (4,)  # predict: one draw each
 
     Args:
       make_distribution_fn: callable from the layer's input (a tensor, a list

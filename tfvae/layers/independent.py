@@ -226,7 +226,9 @@ class IndependentNormal(_ScaledElementwiseLayer):
 
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(IndependentNormal.params_size(2)),
                                   IndependentNormal(2)])
-        model.compile("adam", loss=tfvae.losses.NegativeLogLikelihood())  # y: [batch, 2]
+        model.compile("adam", loss=tfvae.losses.NegativeLogLikelihood())  # then model.fit(x, y), y: [batch, 2]
+        normal = model(np.random.normal(size=(64, 3)).astype("float32"))
+        assert normal.batch_shape == [64] and normal.event_shape == [2] and np.all(normal.stddev() > 1e-3)
     """
 
     family = staticmethod(independent_normal)
@@ -245,11 +247,22 @@ class IndependentLogistic(_ScaledElementwiseLayer):
       validate_args: check parameters and values at run time (slower).
       scale_floor: float > 0 added to every scale.
 
-    Input `[batch, 2 * prod(event_shape)]`; output batch shape `[batch]`,
-    event shape `event_shape`. Example:
+    Input `[batch, 2 * prod(event_shape)]`: n = prod(event_shape) locations
+    mu, then n raw scales r; output batch shape `[batch]`, event shape
+    `event_shape`:
+
+        p(y | x) = prod_j exp(-z_j) / (s_j (1 + exp(-z_j))^2),  z_j = (y_j - mu_j) / s_j,
+        s_j = softplus(r_j) + scale_floor
+
+    with mean mu_j and variance s_j^2 pi^2 / 3 per element.
+
+    Example:
 
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(IndependentLogistic.params_size(2)),
                                   IndependentLogistic(2)])
+        logistic = model(np.zeros((4, 3), "float32"))  # Dense gives 0: mu = 0, s = softplus(0) + 1e-3
+        assert logistic.batch_shape == [4] and logistic.event_shape == [2]
+        assert np.allclose(logistic.variance(), (np.log(2) + 1e-3) ** 2 * np.pi**2 / 3)
     """
 
     family = staticmethod(independent_logistic)
@@ -267,11 +280,21 @@ class IndependentPoisson(_ElementwiseLayer):
         callable.
       validate_args: check parameters and values at run time (slower).
 
-    Input `[batch, prod(event_shape)]` log-rates; output batch shape
-    `[batch]`, event shape `event_shape`. Example (Poisson regression):
+    Input `[batch, prod(event_shape)]` log-rates l; output batch shape
+    `[batch]`, event shape `event_shape`:
+
+        p(y | x) = prod_j lambda_j^y_j exp(-lambda_j) / y_j!,  lambda_j = exp(l_j),  y_j in {0, 1, 2, ...}
+
+    with mean and variance lambda_j per element.
+
+    Example (Poisson regression):
 
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1), IndependentPoisson()])
-        model.compile("adam", loss=tfvae.losses.NegativeLogLikelihood())  # y: [batch] counts
+        model.compile("adam", loss=tfvae.losses.NegativeLogLikelihood())
+        x = np.random.normal(size=(64, 3)).astype("float32")
+        y = np.random.poisson(np.exp(0.5 * x[:, 0])).astype("float32")  # [64] counts
+        model.fit(x, y, epochs=1, verbose=0)
+        assert model.predict(x, verbose=0).shape == (64,)  # the rates lambda
     """
 
     @staticmethod
@@ -304,7 +327,8 @@ class MultivariateNormalTriL(DistributionLayer):
 
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(MultivariateNormalTriL.params_size(2)),
                                   MultivariateNormalTriL(2)])
-        model(x).covariance()  # [batch, 2, 2]
+        x = np.random.normal(size=(4, 3)).astype("float32")
+        assert model(x).covariance().shape == (4, 2, 2)  # L L^T per example
     """
 
     def __init__(self, event_size, convert_to_tensor_fn="mean", validate_args=False, scale_floor=1e-3, **kwargs):
@@ -358,6 +382,9 @@ class IndependentBernoulli(_ElementwiseLayer):
     Example (a decoder for binary 28x28 images):
 
         decoder = keras.Sequential([keras.Input((16,)), keras.layers.Dense(784), IndependentBernoulli((28, 28, 1))])
+        bernoulli = decoder(np.zeros((2, 16), "float32"))  # Dense gives 0: every logit 0, p = 1/2
+        x = (np.random.uniform(size=(2, 28, 28, 1)) < 0.5).astype("float32")
+        assert np.allclose(bernoulli.log_prob(x), 784 * np.log(0.5))
     """
 
     def __init__(self, event_shape=(), convert_to_tensor_fn="mean", sample_dtype=None, validate_args=False, **kwargs):
@@ -399,6 +426,8 @@ class IndependentGaussian(DistributionLayer):
     Example (a decoder for real-valued 32x32x3 images, scale learned):
 
         decoder = keras.Sequential([keras.Input((16,)), keras.layers.Dense(3072), IndependentGaussian((32, 32, 3))])
+        gaussian = decoder(np.zeros((2, 16), "float32"))  # Dense gives 0: mu = 0; sigma starts at 1
+        assert gaussian.event_shape == [32, 32, 3] and np.allclose(gaussian.stddev(), 1)
     """
 
     def __init__(self, event_shape, scale=None, scale_floor=1e-3, **kwargs):

@@ -183,6 +183,9 @@ class InverseAutoregressiveFlowNormal(DistributionLayer):
         hidden = keras.layers.Dense(256, activation="relu")(x)
         params = keras.layers.Dense(InverseAutoregressiveFlowNormal.params_size(8))(hidden)
         encoder = keras.Model(x, InverseAutoregressiveFlowNormal(8)(params))
+        posterior = encoder(np.random.uniform(size=(3, 784)).astype("float32"))
+        z = posterior.sample(seed=(1, 2))
+        assert z.shape == (3, 8) and posterior.log_prob(z).shape == (3,)
     """
 
     def __init__(self, event_size, num_flows=2, hidden_units=(64, 64), context_size=16, activation="elu",

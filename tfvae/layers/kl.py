@@ -390,6 +390,8 @@ class KLDivergenceRegularizer(keras.regularizers.Regularizer):
     With an encoder's posterior q(z|x) and `weight=1`, `model.fit` with a
     `NegativeLogLikelihood` then minimizes the negative ELBO per example.
 
+    Example (an encoder whose loss includes KL[q(z|x) || N(0, I)]):
+
         prior = tfvae.priors.StandardNormal(2)
         encoder = keras.Sequential([
             keras.Input((28, 28, 1)),
@@ -399,6 +401,9 @@ class KLDivergenceRegularizer(keras.regularizers.Regularizer):
                 2, convert_to_tensor_fn="sample",
                 activity_regularizer=tfvae.layers.KLDivergenceRegularizer(prior, weight=1.0)),
         ])
+        posterior = encoder(np.random.uniform(size=(8, 28, 28, 1)).astype("float32"))  # q(z|x), batch shape [8]
+        (kl,) = encoder.losses  # the Monte Carlo KL, averaged over the 8 examples
+        assert kl.shape == () and np.isfinite(kl)
 
     Args:
       distribution_b: the prior `b`: a tfvae prior layer without variables
@@ -461,6 +466,8 @@ class KLDivergenceAddLoss(keras.layers.Layer):
     `tfvae.priors.DiagonalNormal`, or a `VariableLayer` model): the prior is
     its sublayer, so the model trains and saves it.
 
+    Example (a learned diagonal prior, the exact KL):
+
         prior = tfvae.priors.DiagonalNormal(2)  # trainable
         encoder = keras.Sequential([
             keras.Input((4,)),
@@ -468,6 +475,10 @@ class KLDivergenceAddLoss(keras.layers.Layer):
             tfvae.layers.IndependentNormal(2, convert_to_tensor_fn="sample"),
             tfvae.layers.KLDivergenceAddLoss(prior, use_exact_kl=True, weight=1 / 32),
         ])
+        posterior = encoder(np.random.normal(size=(8, 4)).astype("float32"))  # q(z|x), batch shape [8]
+        (penalty,) = encoder.losses  # sum over the batch of KL[q || p] / 32
+        assert np.isclose(penalty, tfd.kl_divergence(posterior, prior.distribution()).numpy().sum() / 32)
+        assert len(encoder.trainable_weights) == 4  # the Dense kernel and bias, the prior's loc and raw scale
 
     Args:
       distribution_b: the prior `b`: a tfvae prior layer, a Keras layer or

@@ -278,7 +278,8 @@ class IndependentContinuousBernoulli(_ElementwiseLayer):
 
         decoder = keras.Sequential([keras.Input((16,)), keras.layers.Dense(784),
                                     IndependentContinuousBernoulli((28, 28, 1))])
-        decoder(np.zeros((2, 16), "float32")).log_prob(np.full((2, 28, 28, 1), 0.3, "float32"))  # [2]
+        log_prob = decoder(np.zeros((2, 16), "float32")).log_prob(np.full((2, 28, 28, 1), 0.3, "float32"))
+        assert np.allclose(log_prob, 0, atol=1e-3)  # logits 0: lambda = 1/2, p(x) = 2 (1/2) = 1, uniform on [0, 1]
     """
 
     @staticmethod
@@ -336,7 +337,8 @@ class DiscretizedLogisticMixture(DistributionLayer):
         likelihood = DiscretizedLogisticMixture((28, 28, 1), num_components=5)
         decoder = keras.Sequential([keras.Input((16,)), keras.layers.Dense(likelihood.num_params), likelihood])
         x = np.round(np.random.uniform(size=(2, 28, 28, 1)) * 255) / 255
-        decoder(np.zeros((2, 16), "float32")).log_prob(x)  # [2], log-probabilities of the levels
+        log_prob = decoder(np.zeros((2, 16), "float32")).log_prob(x)  # log-probabilities of the levels
+        assert log_prob.shape == (2,) and np.all(log_prob < 0)
     """
 
     def __init__(self, event_shape, num_components=5, num_bits=8, convert_to_tensor_fn="mean", validate_args=False,

@@ -201,7 +201,12 @@ class MixtureSameFamily(_MixtureLayer):
             keras.layers.Dense(params_size),
             MixtureSameFamily(num_components, IndependentNormal(2)),
         ])
-        model.compile("adam", loss=tfvae.losses.NegativeLogLikelihood())  # y: [batch, 2]
+        model.compile("adam", loss=tfvae.losses.NegativeLogLikelihood())
+        x = np.random.normal(size=(64, 4)).astype("float32")
+        y = np.random.normal(size=(64, 2)).astype("float32")  # [64, 2]
+        model.fit(x, y, epochs=1, verbose=0)
+        mixture = model(x)
+        assert mixture.batch_shape == [64] and mixture.event_shape == [2] and mixture.log_prob(y).shape == (64,)
     """
 
     def __init__(self, num_components, component_layer, convert_to_tensor_fn="mean", validate_args=False, **kwargs):
@@ -324,7 +329,8 @@ class MixtureNormal(_IndependentMixture):
         x = np.random.uniform(size=(1024, 1)).astype("float32")
         y = np.where(np.random.uniform(size=1024) < 0.5, 1.0, -1.0).astype("float32") * x[:, 0]  # [1024]
         model.fit(x, y, batch_size=64, epochs=20, verbose=0)
-        model(np.array([[0.5]], "float32")).components_distribution.mean()  # two of them near +0.5 and -0.5
+        means = model(np.array([[0.5]], "float32")).components_distribution.mean()  # [1, 2]: near -0.5 and +0.5
+        assert np.allclose(np.sort(means.numpy().ravel()), [-0.5, 0.5], atol=0.2)
     """
 
     component_class = IndependentNormal
@@ -351,6 +357,9 @@ class MixtureLogistic(_IndependentMixture):
 
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(MixtureLogistic.params_size(4, 2)),
                                   MixtureLogistic(4, 2)])
+        mixture = model(np.zeros((5, 3), "float32"))  # Dense gives 0: pi_k = 1/4, mu_k = 0, s_k = softplus(0) + 1e-3
+        assert mixture.batch_shape == [5] and mixture.event_shape == [2]
+        assert np.allclose(mixture.variance(), (np.log(2) + 1e-3) ** 2 * np.pi**2 / 3, rtol=1e-5)
     """
 
     component_class = IndependentLogistic

@@ -49,6 +49,7 @@ class VariableLayer(keras.layers.Layer):
           tfvae.layers.DistributionLambda(lambda t: tfd.Normal(loc=t[..., 0], scale=keras.ops.softplus(t[..., 1]))),
       ])
       normal = trainable_normal(np.zeros([1, 1]))  # the input is ignored
+      assert np.isclose(normal.mean(), 0) and np.isclose(normal.stddev(), 1)  # softplus(log(e - 1)) = 1
       ```
     """
 

@@ -151,7 +151,8 @@ class DenseLocalReparameterization(_DenseVariational):
     Example:
       ```python
       layer = tfvae.layers.DenseLocalReparameterization(10, seed=1)
-      outputs = layer(tf.ones([4, 3]))  # [4, 10]; sum(layer.losses) is KL[q(W) || p(W)]
+      outputs = layer(tf.ones([4, 3]))  # sum(layer.losses) is KL[q(W) || p(W)]
+      assert outputs.shape == (4, 10) and len(layer.losses) == 1
       ```
     """
 
@@ -187,6 +188,8 @@ class DenseFlipout(_DenseVariational):
       ```python
       model = keras.Sequential([keras.Input((8,)), tfvae.layers.DenseFlipout(16, activation="relu", seed=1),
                                 tfvae.layers.DenseFlipout(1, seed=2)])
+      outputs = model(np.ones((4, 8), "float32"))
+      assert outputs.shape == (4, 1) and len(model.losses) == 2  # one KL[q(W) || p(W)] per layer
       ```
     """
 

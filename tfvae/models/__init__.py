@@ -1,8 +1,9 @@
-"""Models: `VAE` (`vae.py`), with the metrics it logs (`metrics.py`), its stop at a
-non-finite loss (`non_finite.py`), its seeded latent draws (`sampling.py`), a conditional VAE's labels
-(`labels.py`), paths
-through its latent space for figures (`latent_paths.py`), and the two-layer
-(hierarchical) encoder, decoder and prior builders (`hierarchical.py`)."""
+"""Models: `VAE` (`vae.py`), the checks of its constructor's arguments
+(`arguments.py`), the metrics it logs (`metrics.py`), its stop at a non-finite
+loss (`non_finite.py`), its seeded latent draws (`sampling.py`), a conditional
+VAE's labels (`labels.py`), paths through its latent space for figures
+(`latent_paths.py`), and the two-layer (hierarchical) encoder, decoder and prior
+builders (`hierarchical.py`)."""
 
 from tfvae.models import hierarchical, latent_paths
 from tfvae.models.metrics import METRIC_NAMES, MeanTerms

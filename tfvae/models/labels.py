@@ -97,6 +97,22 @@ def is_scalar(value):
     return isinstance(value, (int, float, np.number, np.bool_)) or isinstance(value, np.ndarray) and value.ndim == 0
 
 
+def labels_per_image(labels, num_images, num_classes):
+    """`sample`'s labels: one int class becomes `[num_images]` copies of it; other labels are returned as they are.
+
+    Raises:
+      ValueError: a scalar label of a conditional VAE (`num_classes`) that is
+        not an int class.
+    """
+    if num_classes is None or not is_scalar(labels):
+        return labels
+    if not (isinstance(labels, (int, np.integer)) and not isinstance(labels, (bool, np.bool_))
+            or tf.is_tensor(labels) and labels.dtype.is_integer):
+        raise ValueError(f"`labels` must be an int class, int indices [num_images] or one-hot rows "
+                         f"[num_images, {num_classes}]; received {labels!r}.")
+    return tf.fill(tf.reshape(num_images, [1]), tf.cast(labels, tf.int32))
+
+
 def check_label_input(model, argument, num_classes):
     """Raises ValueError unless a Functional `model` takes `[input, one_hot]` with `num_classes` wide one-hot rows."""
     model_inputs = getattr(model, "inputs", None)

@@ -18,16 +18,14 @@ samples, calls the encoder, decoder and prior, and applies gradients.
 """
 
 import copy
-import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfvae import bounds, inputs, seeds
-from tfvae.architectures import check_num_classes
 from tfvae.layers import SERIALIZATION_PACKAGE, check_positive_int
-from tfvae.layers.distribution import check_float32_range, check_num_elements
+from tfvae.layers.distribution import check_num_elements
+from tfvae.models import arguments
 from tfvae.models import labels as labels_lib
 from tfvae.models.metrics import METRIC_NAMES, MeanTerms
 from tfvae.models.non_finite import (
@@ -38,7 +36,7 @@ from tfvae.models.non_finite import (
     record_non_finite_step,
 )
 from tfvae.models.sampling import reparameterized_sample
-from tfvae.priors import StandardNormal
+
 
 def _is_multi_worker(strategy):
     """True under a MultiWorkerMirroredStrategy whose cluster has several workers."""
@@ -57,37 +55,6 @@ def _target_for_sample_weight(x, y, sample_weight):
     if y is None and sample_weight is not None and hasattr(x, "shape"):
         return tf.zeros([x.shape[0]])
     return y
-
-
-def _check_bool(argument, value):
-    """Returns `value` as a bool, or raises TypeError naming `argument` unless it is one (NumPy's included)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{argument}` must be True or False; received {value!r}.")
-    return bool(value)
-
-
-def _check_finite(x):
-    """Raises ValueError naming `x` if a float `x` holds NaN or infinite values (no ELBO exists for them).
-
-    `x` is an array or tensor that `inputs.check_batch` accepted; traced
-    tensors (in a tf.function) are left alone: their values are not known yet.
-    """
-    if not tf.executing_eagerly() or not tf.as_dtype(x.dtype).is_floating:
-        return
-    # Checked as the model sees them: float64 values past float32's range become infinite there.
-    finite = tf.math.is_finite(tf.cast(x, tf.float32) if tf.as_dtype(x.dtype) == tf.float64 else x)
-    if not bool(tf.reduce_all(finite)):
-        example = float(tf.boolean_mask(tf.reshape(x, [-1]), ~tf.reshape(finite, [-1]))[0])
-        raise ValueError(f"`x` holds NaN or infinite values (in float32), e.g. {example}; every pixel must be a "
-                         "finite number.")
-
-
-def _latent_dim_of(model, where):
-    """The last dimension of a Functional model's first input or output, or None."""
-    tensors = getattr(model, where, None)
-    if not tensors:
-        return None
-    return tensors[0].shape[-1]
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -177,68 +144,8 @@ class VAE(keras.Model):
         if "num_samples" in kwargs:  # the name of `k` before tfvae 0.2, in saved configs
             k = kwargs.pop("num_samples")
         super().__init__(**kwargs)
-        for argument, model in (("encoder", encoder), ("decoder", decoder)):
-            if not isinstance(model, keras.layers.Layer):
-                raise TypeError(
-                    f"`{argument}` must be a Keras model (or layer) that returns a distribution; "
-                    f"received {model!r} of type {type(model).__name__}."
-                )
-        if prior is not None and not (callable(getattr(prior, "distribution", None)) and hasattr(prior, "latent_dim")):
-            raise TypeError(
-                f"`prior` must be None or a tfvae.priors.Prior (e.g. tfvae.priors.StandardNormal(latent_dim)); "
-                f"received {prior!r} of type {type(prior).__name__}."
-            )
-        num_classes = check_num_classes(num_classes)
-        labels_lib.check_label_input(encoder, "encoder", num_classes)
-        labels_lib.check_label_input(decoder, "decoder", num_classes)
-        if num_classes is not None and hasattr(prior, "bind_encoder"):
-            raise ValueError(f"A conditional VAE (num_classes={num_classes}) keeps the prior p(z); a prior made from the "
-                             f"encoder (the VampPrior) would need labels for its pseudo-inputs: received {type(prior).__name__}.")
-        posterior_dim = _latent_dim_of(encoder, "outputs")
-        decoder_dim = _latent_dim_of(decoder, "inputs")
-        if posterior_dim is not None and decoder_dim is not None and posterior_dim != decoder_dim:
-            raise ValueError(
-                f"The encoder's latent size is {posterior_dim} (its output "
-                f"{encoder.outputs[0].shape}) but the decoder's is {decoder_dim} (its input "
-                f"{decoder.inputs[0].shape}); they must be equal."
-            )
-        latent_dim = posterior_dim or decoder_dim
-        if prior is None:
-            if latent_dim is None:
-                raise ValueError(
-                    "`prior` is required when the latent size cannot be read from a "
-                    "Functional encoder or decoder."
-                )
-            prior = StandardNormal(latent_dim)
-        if latent_dim is not None and prior.latent_dim != latent_dim:
-            raise ValueError(
-                f"The prior's latent_dim is {prior.latent_dim} but the encoder and "
-                f"decoder use {latent_dim}."
-            )
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
-            raise ValueError(f"`beta` must be a number > 0; received {beta!r}.")
-        if not math.isfinite(beta):
-            raise ValueError(f"`beta` must be finite (an infinite KL weight gives an infinite loss); received {beta!r}.")
-        check_float32_range(beta, "beta")
-        if not isinstance(kl, str) or kl not in bounds.KL_METHODS:
-            raise ValueError(f"`kl` must be one of {bounds.KL_METHODS}; received {kl!r}.")
-        if not isinstance(objective, str) or objective not in bounds.OBJECTIVES:
-            raise ValueError(f"`objective` must be one of {bounds.OBJECTIVES}; received {objective!r}.")
-        check_positive_int("k", k)
-        if objective == "iwae" and beta != 1:
-            raise ValueError(f"The IWAE objective has no KL weight: `beta` must be 1 with objective='iwae'; received {beta!r}.")
-        if isinstance(kl_warmup_steps, bool) or not isinstance(kl_warmup_steps, int) or kl_warmup_steps < 0:
-            raise ValueError(f"`kl_warmup_steps` must be an int >= 0; received {kl_warmup_steps!r}.")
-        if isinstance(free_bits, bool) or not isinstance(free_bits, (int, float)) or not 0 <= free_bits < math.inf:
-            raise ValueError(f"`free_bits` must be a finite number >= 0 (nats per latent dimension); received {free_bits!r}.")
-        if objective == "iwae" and free_bits:
-            raise ValueError(f"Free bits apply to the ELBO's KL term: `free_bits` must be 0 with objective='iwae'; "
-                             f"received {free_bits!r}.")
-        if objective == "iwae" and kl_warmup_steps:
-            raise ValueError(
-                f"The IWAE objective has no KL weight to warm up: `kl_warmup_steps` must be 0 with objective='iwae'; "
-                f"received {kl_warmup_steps!r}."
-            )
+        prior, num_classes = arguments.check_networks(encoder, decoder, prior, num_classes)
+        arguments.check_objective(objective, k, beta, kl, kl_warmup_steps, free_bits)
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
@@ -252,9 +159,9 @@ class VAE(keras.Model):
         self.kl = kl
         self.objective = objective
         self.k = k
-        self.check_support = _check_bool("check_support", check_support)
-        self.stop_on_non_finite = _check_bool("stop_on_non_finite", stop_on_non_finite)
-        self.keep_finite_weights = _check_bool("keep_finite_weights", keep_finite_weights)
+        self.check_support = arguments.check_bool("check_support", check_support)
+        self.stop_on_non_finite = arguments.check_bool("stop_on_non_finite", stop_on_non_finite)
+        self.keep_finite_weights = arguments.check_bool("keep_finite_weights", keep_finite_weights)
         if isinstance(seed, keras.random.SeedGenerator):
             self.seed_generator = seed
             self.seed = seed.get_config()["seed"]
@@ -390,21 +297,8 @@ class VAE(keras.Model):
         `labels`: one int class for all images, or per image int indices
         `[num_images]` or one-hot rows `[num_images, num_classes]`.
         """
-        if not tf.is_tensor(num_images):
-            check_positive_int("num_images", num_images)
-            check_num_elements("num_images", (num_images, *self._image_shape()), num_images)
-        elif num_images.shape.rank != 0 or not num_images.dtype.is_integer:
-            raise ValueError(f"`num_images` must be an int or a scalar int tensor; received {num_images!r}.")
-        elif tf.executing_eagerly():
-            check_positive_int("num_images", int(num_images))
-            check_num_elements("num_images", (int(num_images), *self._image_shape()), num_images)
-        if self.num_classes is not None and labels_lib.is_scalar(labels):
-            if not (isinstance(labels, (int, np.integer)) and not isinstance(labels, (bool, np.bool_))
-                    or tf.is_tensor(labels) and labels.dtype.is_integer):
-                raise ValueError(f"`labels` must be an int class, int indices [num_images] or one-hot rows "
-                                 f"[num_images, {self.num_classes}]; received {labels!r}.")
-            labels = tf.fill(tf.reshape(num_images, [1]), tf.cast(labels, tf.int32))  # one class for every image
-        one_hot = self.one_hot_labels(labels)
+        arguments.check_num_images(num_images, self._image_shape())
+        one_hot = self.one_hot_labels(labels_lib.labels_per_image(labels, num_images, self.num_classes))
         if one_hot is not None and not tf.is_tensor(num_images) and one_hot.shape[0] not in (None, num_images):
             raise ValueError(f"`labels` must hold one label per image: num_images={num_images}, received "
                              f"{one_hot.shape[0]} labels.")
@@ -440,7 +334,7 @@ class VAE(keras.Model):
             except (ValueError, TypeError):
                 raise ValueError(f"`x` must be a tensor or array of images; received {type(x).__name__}.") from None
         inputs.check_batch(x, self.input_shape_per_example)
-        _check_finite(x)
+        inputs.check_finite(x)
         return x
 
     def _check_samples_fit(self, argument, num_samples, x):
@@ -590,7 +484,7 @@ class VAE(keras.Model):
         if likelihood is not None or support is False:
             # NaN has no reconstruction either (`predict`); `check_support=False` lets `fit` meet it
             # (and the non-finite stop).
-            _check_finite(x)
+            inputs.check_finite(x)
         if self.num_classes is not None:
             data = self._check_labels_of(data, x, labels)
         return data
@@ -688,9 +582,8 @@ class VAE(keras.Model):
         latent_samples = self._sample_latents(posterior, seed, k)
         log_likelihood = self._log_likelihood_at(x, latent_samples, training, one_hot)
         prior = self.prior.distribution()
-        terms = bounds.elbo_terms(log_likelihood, posterior, prior, latent_samples, self._resolve_kl_method(posterior))
-        if self.kl_layers:
-            terms = terms._replace(kl_by_layer=bounds.kl_per_layer(posterior, prior, latent_samples))
+        terms = bounds.elbo_terms(log_likelihood, posterior, prior, latent_samples, self._resolve_kl_method(posterior),
+                                  by_layer=bool(self.kl_layers))
         free_bits_kl = (bounds.free_bits_kl(bounds.kl_per_dimension(posterior, prior), self.free_bits)
                         if with_free_bits else None)
         if not with_log_weights:
