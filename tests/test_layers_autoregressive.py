@@ -441,3 +441,10 @@ def test_transform_rejects_bad_arguments():
     layer = AutoregressiveTransform(AutoregressiveNetwork(2))
     with pytest.raises(ValueError, match="rank-1 event shape"):
         layer(tfd.Independent(tfd.Normal(tf.zeros([2, 3, 4]), 1.0), reinterpreted_batch_ndims=2))
+
+
+@pytest.mark.parametrize("argument", ["activation", "kernel_initializer", "bias_initializer", "kernel_regularizer",
+                                      "bias_regularizer", "kernel_constraint", "bias_constraint"])
+def test_keras_objects_keras_cannot_interpret_are_refused_naming_the_argument(argument):
+    with pytest.raises(ValueError, match=f"`{argument}` must be a Keras .*; received 'no_such_thing'"):
+        AutoregressiveNetwork(2, event_shape=3, hidden_units=[4], **{argument: "no_such_thing"})

@@ -88,7 +88,7 @@ def test_blockwise_initializer_saves_in_a_layers_keras_file(tmp_path):
         (dict(initializers=[], sizes=[]), "`initializers` must be a non-empty list"),
         (dict(initializers=["zeros"], sizes=[1, 2]), "`sizes` must be a list of 1 ints >= 1"),
         (dict(initializers=["zeros", "ones"], sizes=[0, 2]), "`sizes` must be a list of 2 ints >= 1"),
-        (dict(initializers=["no_such_initializer"], sizes=[1]), "no_such_initializer"),
+        (dict(initializers=["no_such_initializer"], sizes=[1]), "`initializers` must be a Keras initializer"),
     ],
 )
 def test_blockwise_initializer_refuses_bad_arguments_by_name(arguments, message):

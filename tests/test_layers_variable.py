@@ -86,9 +86,8 @@ def test_bad_arguments_are_refused_naming_the_argument():
     for shape in [-1, 2.5, True, "a", [2, -1], [[2, 3]], None]:
         with pytest.raises(ValueError, match=r"`shape` must be an int or a sequence of ints >= 0"):
             variable.VariableLayer(shape)
-    # Keras' own errors, naming the kind of argument.
     for argument in ["activation", "initializer", "regularizer", "constraint"]:
-        with pytest.raises(ValueError, match=f"Could not interpret {argument}"):
+        with pytest.raises(ValueError, match=f"`{argument}` must be a Keras {argument}: .*; received 'no_such_{argument}'"):
             variable.VariableLayer(2, **{argument: "no_such_" + argument})
 
 

@@ -672,3 +672,18 @@ def test_kl_weight_and_scale_floor_past_float32s_largest_are_refused_by_name():
     with pytest.raises(ValueError, match=r"`scale_floor` must be at most 3\.40282e\+38"):
         dense_variational.IndependentNormalWeights(3, scale_floor=1e39)
 
+
+
+@pytest.mark.parametrize("make, argument", [
+    (lambda value: variational.DenseFlipout(2, activation=value), "activation"),
+    (lambda value: conv_variational.Convolution2DReparameterization(2, 3, activation=value), "activation"),
+    (lambda value: dense_variational.DenseVariational(2, dense_variational.posterior_mean_field,
+                                                      dense_variational.prior_trainable, activation=value), "activation"),
+    (lambda value: variational_fns.default_mean_field_normal_fn(loc_initializer=value), "loc_initializer"),
+    (lambda value: variational_fns.default_loc_scale_fn(untransformed_scale_regularizer=value),
+     "untransformed_scale_regularizer"),
+    (lambda value: variational_fns.default_loc_scale_fn(loc_constraint=value), "loc_constraint"),
+])
+def test_keras_objects_keras_cannot_interpret_are_refused_naming_the_argument(make, argument):
+    with pytest.raises(ValueError, match=f"`{argument}` must be a Keras .*; received 'no_such_thing'"):
+        make("no_such_thing")

@@ -50,6 +50,7 @@ from tfvae.layers.distribution import (
     DistributionLayer,
     as_event_shape,
     check_positive_int,
+    get_keras_object,
 )
 
 tfd = tfp.distributions
@@ -303,14 +304,14 @@ class AutoregressiveNetwork(keras.layers.Layer):
             raise ValueError(f"`hidden_degrees` must be one of {sorted(HIDDEN_DEGREES)}; received {hidden_degrees!r}.")
         self.hidden_degrees = hidden_degrees
         self.seed = _resolve_seed(seed, self.input_order, hidden_degrees)
-        self.activation = keras.activations.get(activation)
+        self.activation = get_keras_object("activation", "activation", activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.kernel_initializer = get_keras_object("initializer", "kernel_initializer", kernel_initializer)
+        self.bias_initializer = get_keras_object("initializer", "bias_initializer", bias_initializer)
+        self.kernel_regularizer = get_keras_object("regularizer", "kernel_regularizer", kernel_regularizer)
+        self.bias_regularizer = get_keras_object("regularizer", "bias_regularizer", bias_regularizer)
+        self.kernel_constraint = get_keras_object("constraint", "kernel_constraint", kernel_constraint)
+        self.bias_constraint = get_keras_object("constraint", "bias_constraint", bias_constraint)
         self.validate_args = bool(validate_args)
         self._masks = None
         self._degrees = None

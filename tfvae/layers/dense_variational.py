@@ -37,6 +37,7 @@ from tfvae.layers.distribution import (
     check_num_elements,
     check_positive_int,
     check_real_dtype,
+    get_keras_object,
     resolve_dtype,
 )
 from tfvae.layers.variational_base import check_seed
@@ -189,7 +190,7 @@ class DenseVariational(keras.layers.Layer):
             if not isinstance(value, bool):
                 raise TypeError(f"`{argument}` must be a bool; received {value!r}.")
         self.kl_use_exact, self.use_bias = kl_use_exact, use_bias
-        self.activation = keras.activations.get(activation)
+        self.activation = get_keras_object("activation", "activation", activation)
         self.seed = check_seed(seed)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.input_spec = keras.InputSpec(min_ndim=2)

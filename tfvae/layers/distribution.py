@@ -134,6 +134,28 @@ class MeanConvertibleMultivariateNormalTriL(TensorCoercible, tfd.MultivariateNor
 MAX_ELEMENTS = 2**31 - 1
 
 
+_KERAS_GETTERS = {
+    "activation": (keras.activations.get, "'relu'"),
+    "initializer": (keras.initializers.get, "'glorot_uniform'"),
+    "regularizer": (keras.regularizers.get, "'l2'"),
+    "constraint": (keras.constraints.get, "'non_neg'"),
+}
+
+
+def get_keras_object(kind, argument, identifier):
+    """Keras' `get` of `kind` ("activation", "initializer", "regularizer" or "constraint") for `identifier`.
+
+    Raises:
+      ValueError: naming `argument`, when Keras cannot interpret `identifier`.
+    """
+    get, example = _KERAS_GETTERS[kind]
+    try:
+        return get(identifier)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"`{argument}` must be a Keras {kind}: a name such as {example}, an object or its config; "
+                         f"received {identifier!r}.") from error
+
+
 def check_num_elements(argument, shape, received=None):
     """Raises ValueError naming `argument` if a tensor of `shape` would hold more than `MAX_ELEMENTS` values."""
     size = math.prod(int(d) for d in shape)

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from tfvae.layers.distribution import SERIALIZATION_PACKAGE
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE, get_keras_object
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -37,7 +37,7 @@ class BlockwiseInitializer(keras.initializers.Initializer):
                 or any(isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1 for size in sizes)):
             raise ValueError(f"`sizes` must be a list of {len(initializers)} ints >= 1, one per initializer; "
                              f"received {sizes!r}.")
-        self.initializers = [keras.initializers.get(initializer) for initializer in initializers]
+        self.initializers = [get_keras_object("initializer", "initializers", initializer) for initializer in initializers]
         self.sizes = [int(size) for size in sizes]
         self.validate_args = bool(validate_args)
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae.layers.distribution import SERIALIZATION_PACKAGE
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE, get_keras_object
 
 
 def _as_shape(shape):
@@ -57,10 +57,10 @@ class VariableLayer(keras.layers.Layer):
                  **kwargs):
         super().__init__(dtype=dtype, **kwargs)
         self.shape = _as_shape(shape)
-        self.activation = keras.activations.get(activation)
-        self.initializer = keras.initializers.get(initializer)
-        self.regularizer = keras.regularizers.get(regularizer)
-        self.constraint = keras.constraints.get(constraint)
+        self.activation = get_keras_object("activation", "activation", activation)
+        self.initializer = get_keras_object("initializer", "initializer", initializer)
+        self.regularizer = get_keras_object("regularizer", "regularizer", regularizer)
+        self.constraint = get_keras_object("constraint", "constraint", constraint)
         self._var = self.add_weight(
             name="constant", shape=self.shape, initializer=self.initializer, regularizer=self.regularizer,
             constraint=self.constraint, trainable=self.trainable, autocast=False)

@@ -20,7 +20,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import seeds
-from tfvae.layers.distribution import check_num_elements, check_real_dtype
+from tfvae.layers.distribution import check_num_elements, check_real_dtype, get_keras_object
 from tfvae.layers.variational_fns import (
     accepts_seed,
     check_callable,
@@ -85,7 +85,7 @@ class VariationalLayer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self.activation = keras.activations.get(activation)
+        self.activation = get_keras_object("activation", "activation", activation)
         functions = dict(zip(FUNCTION_ARGUMENTS, (
             kernel_posterior_fn, kernel_posterior_tensor_fn, kernel_prior_fn, kernel_divergence_fn,
             bias_posterior_fn, bias_posterior_tensor_fn, bias_prior_fn, bias_divergence_fn)))

@@ -32,7 +32,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.layers.conversion import is_registered
-from tfvae.layers.distribution import SERIALIZATION_PACKAGE
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE, get_keras_object
 
 tfd = tfp.distributions
 
@@ -194,13 +194,15 @@ class LocScale:
         if untransformed_scale_initializer is None:
             untransformed_scale_initializer = keras.initializers.RandomNormal(mean=-3.0, stddev=0.1)
         self.is_singular = is_singular
-        self.loc_initializer = keras.initializers.serialize(keras.initializers.get(loc_initializer))
+        self.loc_initializer = keras.initializers.serialize(get_keras_object("initializer", "loc_initializer", loc_initializer))
         self.untransformed_scale_initializer = keras.initializers.serialize(
-            keras.initializers.get(untransformed_scale_initializer))
-        self.loc_regularizer = keras.regularizers.get(loc_regularizer)
-        self.untransformed_scale_regularizer = keras.regularizers.get(untransformed_scale_regularizer)
-        self.loc_constraint = keras.constraints.get(loc_constraint)
-        self.untransformed_scale_constraint = keras.constraints.get(untransformed_scale_constraint)
+            get_keras_object("initializer", "untransformed_scale_initializer", untransformed_scale_initializer))
+        self.loc_regularizer = get_keras_object("regularizer", "loc_regularizer", loc_regularizer)
+        self.untransformed_scale_regularizer = get_keras_object(
+            "regularizer", "untransformed_scale_regularizer", untransformed_scale_regularizer)
+        self.loc_constraint = get_keras_object("constraint", "loc_constraint", loc_constraint)
+        self.untransformed_scale_constraint = get_keras_object(
+            "constraint", "untransformed_scale_constraint", untransformed_scale_constraint)
 
     def __call__(self, dtype, shape, name, trainable, add_variable_fn):
         """Returns `(loc, scale)` tensors; `scale` is None when `is_singular`."""
