@@ -40,6 +40,7 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 from tfvae import bounds, data, losses, priors  # noqa: E402
 from tfvae.layers import (  # noqa: E402
     categorical,
+    checks,
     dense_variational,
     distribution,
     independent,
@@ -48,7 +49,7 @@ from tfvae.layers import (  # noqa: E402
 )
 
 tfd = tfp.distributions
-MAX_ELEMENTS = distribution.MAX_ELEMENTS
+MAX_ELEMENTS = checks.MAX_ELEMENTS
 
 
 def examples(count):

@@ -20,7 +20,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import assume, given, settings, strategies as st  # noqa: E402
 
 from tfvae import cli  # noqa: E402
-from tfvae.layers.distribution import MAX_ELEMENTS  # noqa: E402
+from tfvae.layers.checks import MAX_ELEMENTS
 from tests.test_properties import examples  # noqa: E402
 
 # flag -> (dest, the minimum it accepts) for the integer flags of `tfvae train`

@@ -25,7 +25,8 @@ import keras
 import tensorflow as tf
 
 from tfvae import layers
-from tfvae.layers.distribution import SERIALIZATION_PACKAGE, as_event_shape, check_positive_int
+from tfvae.layers.checks import as_event_shape, check_positive_int
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE
 from tfvae.layers.likelihoods import DiscretizedLogisticMixture, IndependentContinuousBernoulli
 
 POSTERIORS = {

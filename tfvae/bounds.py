@@ -46,7 +46,7 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.layers.distribution import check_positive_int
+from tfvae.layers.checks import check_positive_int
 
 tfd = tfp.distributions
 

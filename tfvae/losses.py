@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tfvae.layers import SERIALIZATION_PACKAGE
 from tfvae.layers.conversion import is_registered
-from tfvae.layers.distribution import check_real_dtype
+from tfvae.layers.checks import check_real_dtype
 
 _REDUCTIONS = ("sum_over_batch_size", "sum", "none", None)
 

@@ -34,7 +34,7 @@ from tfvae.layers import (
     resolve_dtype,
     scale_bijector,
 )
-from tfvae.layers.distribution import check_num_elements
+from tfvae.layers.checks import check_num_elements
 from tfvae.layers.latent_chain import LatentChain
 from tfvae.layers.variational_base import check_seed
 

@@ -1,5 +1,6 @@
 """Keras layers whose output is a `tfd.Distribution`, named as in `tfp.layers`.
 
+    checks.py        argument checks shared by the layers (and the priors and models)
     conversion.py    how a distribution stands in for a tensor (convert_to_tensor_fn)
     distribution.py  the base layer, DistributionLambda, scales, dtypes
     independent.py   IndependentNormal/Bernoulli/Logistic/Poisson/Gaussian, MultivariateNormalTriL
@@ -21,6 +22,7 @@ See `tfvae.layers.distribution` for the conventions every layer follows
 (shapes, the scale transform and its initial value, mixed precision).
 """
 
+from tfvae.layers.checks import _as_event_shape, as_event_shape, check_positive, check_positive_int, check_scale_floor
 from tfvae.layers.conversion import CONVERSIONS, TensorCoercible, convertible
 from tfvae.layers.distribution import (
     SERIALIZATION_PACKAGE,
@@ -28,11 +30,6 @@ from tfvae.layers.distribution import (
     DistributionLayer,
     MeanConvertibleIndependent,
     MeanConvertibleMultivariateNormalTriL,
-    _as_event_shape,
-    as_event_shape,
-    check_positive,
-    check_positive_int,
-    check_scale_floor,
     initial_scale,
     initial_scale_initializer,
     resolve_dtype,

@@ -44,14 +44,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.layers.distribution import (
-    SERIALIZATION_PACKAGE,
-    DistributionLambda,
-    DistributionLayer,
-    as_event_shape,
-    check_positive_int,
-    get_keras_object,
-)
+from tfvae.layers.checks import as_event_shape, check_positive_int, get_keras_object
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE, DistributionLambda, DistributionLayer
 
 tfd = tfp.distributions
 tfb = tfp.bijectors

@@ -33,15 +33,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.layers.distribution import (
-    SERIALIZATION_PACKAGE,
-    DistributionLayer,
-    check_event_size,
-    check_positive_int,
-    check_sample_dtype,
-    reshape_params,
-    with_validation,
-)
+from tfvae.layers.checks import check_event_size, check_positive_int, check_sample_dtype
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE, DistributionLayer, reshape_params, with_validation
 from tfvae.layers.mixture import MixtureSameFamily, mixture_parts
 
 tfd = tfp.distributions

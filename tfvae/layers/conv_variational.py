@@ -19,7 +19,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.layers.distribution import SERIALIZATION_PACKAGE, check_positive_int
+from tfvae.layers.checks import check_positive_int
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE
 from tfvae.layers.variational_base import VariationalLayer, check_normal_posterior
 from tfvae.layers.variational_fns import (
     default_mean_field_normal_fn,

@@ -31,15 +31,14 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import seeds
-from tfvae.layers.distribution import (
-    SERIALIZATION_PACKAGE,
+from tfvae.layers.checks import (
     check_float32_range,
     check_num_elements,
     check_positive_int,
     check_real_dtype,
     get_keras_object,
-    resolve_dtype,
 )
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE, resolve_dtype
 from tfvae.layers.variational_base import check_seed
 from tfvae.layers.variational_fns import check_callable, deserialize_callable, serialize_callable
 

@@ -30,16 +30,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.layers.checks import as_event_shape, check_event_size, check_positive, check_sample_dtype, check_scale_floor
 from tfvae.layers.distribution import (
     SERIALIZATION_PACKAGE,
     DistributionLayer,
     MeanConvertibleIndependent,
     MeanConvertibleMultivariateNormalTriL,
-    as_event_shape,
-    check_event_size,
-    check_positive,
-    check_sample_dtype,
-    check_scale_floor,
     initial_scale_initializer,
     reshape_params,
     scale_bijector,

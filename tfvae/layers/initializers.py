@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 
-from tfvae.layers.distribution import SERIALIZATION_PACKAGE, get_keras_object
+from tfvae.layers.checks import get_keras_object
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)

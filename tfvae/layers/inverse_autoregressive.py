@@ -41,14 +41,8 @@ import tensorflow_probability as tfp
 from tfvae.layers.autoregressive import AutoregressiveNetwork
 from tfvae.layers.conversion import TensorCoercible
 from tfvae.layers.variational_base import check_seed
-from tfvae.layers.distribution import (
-    SERIALIZATION_PACKAGE,
-    DistributionLayer,
-    check_event_size,
-    check_positive_int,
-    check_scale_floor,
-    scale_bijector,
-)
+from tfvae.layers.checks import check_event_size, check_positive_int, check_scale_floor
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE, DistributionLayer, scale_bijector
 
 tfd = tfp.distributions
 tfb = tfp.bijectors

@@ -78,13 +78,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.layers.conversion import CONVERSIONS
+from tfvae.layers.checks import as_event_shape, check_positive_int, check_scale_floor
 from tfvae.layers.distribution import (
     SERIALIZATION_PACKAGE,
     DistributionLayer,
     MeanConvertibleIndependent,
-    as_event_shape,
-    check_positive_int,
-    check_scale_floor,
     reshape_params,
     scale_bijector,
     with_validation,

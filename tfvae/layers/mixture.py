@@ -39,13 +39,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.layers.checks import as_event_shape, check_positive_int, check_scale_floor
 from tfvae.layers.distribution import (
     SERIALIZATION_PACKAGE,
     DistributionLambda,
     DistributionLayer,
-    as_event_shape,
-    check_positive_int,
-    check_scale_floor,
     reshape_params,
     with_validation,
 )

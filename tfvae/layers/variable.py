@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae.layers.distribution import SERIALIZATION_PACKAGE, get_keras_object
+from tfvae.layers.checks import get_keras_object
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE
 
 
 def _as_shape(shape):

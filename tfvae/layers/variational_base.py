@@ -20,7 +20,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import seeds
-from tfvae.layers.distribution import check_num_elements, check_real_dtype, get_keras_object
+from tfvae.layers.checks import check_num_elements, check_real_dtype, get_keras_object
 from tfvae.layers.variational_fns import (
     accepts_seed,
     check_callable,

@@ -32,7 +32,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.layers.conversion import is_registered
-from tfvae.layers.distribution import SERIALIZATION_PACKAGE, get_keras_object
+from tfvae.layers.checks import get_keras_object
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE
 
 tfd = tfp.distributions
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tfvae import bounds
 from tfvae.architectures import check_num_classes
 from tfvae.layers import check_positive_int
-from tfvae.layers.distribution import check_float32_range, check_num_elements
+from tfvae.layers.checks import check_float32_range, check_num_elements
 from tfvae.models import labels as labels_lib
 from tfvae.priors import StandardNormal
 

@@ -41,7 +41,8 @@ import tensorflow_probability as tfp
 from tfvae import layers, priors
 from tfvae.architectures import LIKELIHOODS, GatedDense
 from tfvae.layers.conversion import convertible, resolve_convert_to_tensor_fn, serialize_convert_to_tensor_fn
-from tfvae.layers.distribution import SERIALIZATION_PACKAGE, as_event_shape, check_positive_int, resolve_dtype
+from tfvae.layers.checks import as_event_shape, check_positive_int
+from tfvae.layers.distribution import SERIALIZATION_PACKAGE, resolve_dtype
 from tfvae.layers.latent_chain import LatentChain
 from tfvae.models.sampling import reparameterized_sample
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tfvae import bounds, inputs, seeds
 from tfvae.layers import SERIALIZATION_PACKAGE, check_positive_int
-from tfvae.layers.distribution import check_num_elements
+from tfvae.layers.checks import check_num_elements
 from tfvae.models import arguments
 from tfvae.models import labels as labels_lib
 from tfvae.models.metrics import METRIC_NAMES, MeanTerms
