@@ -16,7 +16,7 @@ import tensorflow_probability as tfp
 from scipy import stats
 from tensorflow_probability.python.bijectors import masked_autoregressive as tfp_masked_autoregressive
 
-from tfvae.layers import autoregressive
+from tfvae.layers import masks
 from tfvae.layers.autoregressive import AutoregressiveNetwork, AutoregressiveTransform
 from tfvae.layers.distribution import DistributionLambda
 from tfvae.layers.independent import IndependentNormal
@@ -62,7 +62,7 @@ def _depends(jacobian):
 def test_masks_equal_tfps(input_order):
     for hidden_units in [[], [3], [6, 5], [2, 9, 4]]:
         for params in [1, 3]:
-            ours = autoregressive.make_dense_autoregressive_masks(params, 4, hidden_units, input_order)
+            ours = masks.make_dense_autoregressive_masks(params, 4, hidden_units, input_order)
             theirs = tfp_masked_autoregressive._make_dense_autoregressive_masks(params, 4, hidden_units, input_order)
             assert len(ours) == len(theirs)
             for mine, tfps in zip(ours, theirs):

@@ -15,6 +15,7 @@
     variational.py   DenseReparameterization, DenseLocalReparameterization, DenseFlipout
     conv_variational.py  Convolution{1,2,3}D{Reparameterization,Flipout}
     dense_variational.py DenseVariational and its posterior/prior builders
+    masks.py             MADE's masks (make_dense_autoregressive_masks)
     autoregressive.py    AutoregressiveNetwork (MADE), AutoregressiveTransform
     inverse_autoregressive.py  InverseAutoregressiveFlowNormal (an IAF posterior)
 
@@ -51,7 +52,8 @@ from tfvae.layers.independent import (
     multivariate_normal_tril,
 )
 
-from tfvae.layers.autoregressive import AutoregressiveNetwork, AutoregressiveTransform, make_dense_autoregressive_masks
+from tfvae.layers.autoregressive import AutoregressiveNetwork, AutoregressiveTransform
+from tfvae.layers.masks import make_dense_autoregressive_masks
 from tfvae.layers.categorical import CategoricalMixtureOfOneHotCategorical, OneHotCategorical
 from tfvae.layers.conv_variational import (
     Convolution1DFlipout,
