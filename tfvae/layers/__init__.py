@@ -7,6 +7,7 @@
     categorical.py   OneHotCategorical, CategoricalMixtureOfOneHotCategorical
     mixture.py       MixtureSameFamily, MixtureNormal, MixtureLogistic
     kl.py            KLDivergenceRegularizer, KLDivergenceAddLoss
+    kl_prior.py      what their prior (distribution_b) may be, and how it is saved
     likelihoods.py   IndependentContinuousBernoulli, DiscretizedLogisticMixture (likelihoods for grey levels)
     variable.py      VariableLayer
     initializers.py  BlockwiseInitializer
