@@ -48,16 +48,12 @@ def build_vae(config, image_shape, steps_per_epoch=None):
     """
     if config.kl_warmup_epochs and steps_per_epoch is None:
         raise ValueError("`steps_per_epoch` is needed to warm the KL term up over `kl_warmup_epochs` epochs.")
-    prior_arguments = {}
-    if config.prior == "mixture_of_gaussians":
-        prior_arguments = {"num_components": config.prior_components_for(), "seed": config.seed}
-    elif config.prior == "vampprior":
-        prior_arguments = {"num_pseudo_inputs": config.prior_components_for(), "input_shape": image_shape,
-                           "seed": config.seed}
-    elif config.prior == "flow":
-        prior_arguments = {"seed": config.seed}
-    if config.arch in TWO_LAYER_ARCHITECTURES:  # the prior is p(z2) p(z1|z2), `config.prior` its p(z2)
-        prior_arguments.pop("input_shape", None)  # a VampPrior over z2 takes the images' shape from the builder
+    prior_arguments = {  # `config.prior`'s arguments: of p(z2) in a two-layer model, whose builder adds the rest
+        "mixture_of_gaussians": {"num_components": config.prior_components_for(), "seed": config.seed},
+        "vampprior": {"num_pseudo_inputs": config.prior_components_for(), "seed": config.seed},
+        "flow": {"seed": config.seed},
+    }.get(config.prior, {})
+    if config.arch in TWO_LAYER_ARCHITECTURES:  # the prior is p(z2) p(z1|z2)
         encoder, decoder, prior = TWO_LAYER_ARCHITECTURES[config.arch](
             image_shape, config.latent_dim, likelihood=config.likelihood, posterior=config.posterior, prior=config.prior,
             **prior_arguments)
@@ -66,6 +62,8 @@ def build_vae(config, image_shape, steps_per_epoch=None):
             config.arch, image_shape, config.latent_dim, likelihood=config.likelihood, posterior=config.posterior,
             num_classes=config.num_classes_for(),
         )
+        if config.prior == "vampprior":
+            prior_arguments["input_shape"] = image_shape  # its pseudo-inputs are images
         prior = priors.get_prior(config.prior, config.latent_dim, **prior_arguments)
     # The run keeps its last good checkpoint, so the weights after a non-finite
     # step need not be kept in memory: cheaper steps (BENCHMARKS.md).
