@@ -415,10 +415,10 @@ def test_every_signature_compiles_with_xla(exported):
 
 
 def _readme_bodies():
-    """`{signature: body}` of the `--data '...'` REST bodies in the README's "Conditional VAE" section."""
+    """`{signature: body}` of the REST bodies sent to `cvae` in the README's "Conditional VAE" section."""
     section = README.split("## Conditional VAE", 1)[1].split("\n## ", 1)[0]
     bodies = {}
-    for body in re.findall(r"--data '(\{.*?\})'", section, flags=re.S):
+    for body in re.findall(r"/models/cvae:predict -d '(\{.*?\})'", section, flags=re.S):
         named = re.search(r'"signature_name": "(\w+)"', body)
         bodies[named.group(1) if named else "serving_default"] = body
     return bodies
