@@ -15,6 +15,7 @@ directory small. BENCHMARKS.md compares the NLLs with the published ones.
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -33,6 +34,12 @@ SAVED_MODELS = pathlib.Path(__file__).resolve().parents[1] / "saved_models"
 CHECK_IMAGES = 500
 CHECK_SEED = (0, 0)
 
+VAMPPRIOR_STATIC = training.TrainingConfig(
+    dataset="binarized_mnist", binarize=None, arch="gated_mlp", latent_dim=40, epochs=2000, batch_size=100,
+    learning_rate=5e-4, kl_warmup_epochs=100, early_stopping_patience=50, prior="vampprior", prior_components=500,
+    seed=0,
+)
+
 RECIPES = {
     # Tomczak & Welling (2018), "VAE with a VampPrior", Table 2, static MNIST, "VAE (L=1)", standard
     # prior: 88.56 nats. Their one-layer MLP (300-300 gated units, 40 latents), Adam 5e-4, batch 100,
@@ -47,25 +54,11 @@ RECIPES = {
     # Tomczak & Welling (2018), Table 2, static MNIST, "VampPrior (L=1)": 85.57 nats. The same model and
     # recipe as vae_static with the VampPrior: 500 pseudo-inputs, initialised at random as in the paper.
     # The paper trains up to 2000 epochs; early stopping (patience 50) decides where this one ends.
-    "vampprior_static": (
-        training.TrainingConfig(
-            dataset="binarized_mnist", binarize=None, arch="gated_mlp", latent_dim=40, epochs=2000, batch_size=100,
-            learning_rate=5e-4, kl_warmup_epochs=100, early_stopping_patience=50, prior="vampprior",
-            prior_components=500, seed=0,
-        ),
-        5000,
-    ),
+    "vampprior_static": (VAMPPRIOR_STATIC, 5000),
     # Tomczak & Welling (2018), Table 2, static MNIST, "HVAE (L=2) + VampPrior": 83.19 nats. Their two-layer
     # model (tfvae.models.hierarchical: gated units, 300 wide, z1 and z2 of 40 each), the VampPrior over z2
     # with 500 pseudo-inputs at random, and vae_static's recipe.
-    "hvae_vampprior_static": (
-        training.TrainingConfig(
-            dataset="binarized_mnist", binarize=None, arch="hvae", latent_dim=80, epochs=2000, batch_size=100,
-            learning_rate=5e-4, kl_warmup_epochs=100, early_stopping_patience=50, prior="vampprior",
-            prior_components=500, seed=0,
-        ),
-        5000,
-    ),
+    "hvae_vampprior_static": (dataclasses.replace(VAMPPRIOR_STATIC, arch="hvae", latent_dim=80), 5000),
     # The short budget: 10 epochs of 50,000 images at batch 100 (5,000 updates), where pythae 0.1.2's
     # IWAE-paper MLP reaches 105.65 nats (k = 1000). The best of a small comparison (BENCHMARKS.md):
     # the gated MLP on the IWAE bound with k = 5; these are `tfvae train`'s defaults.
